@@ -1,0 +1,91 @@
+"""Typed settings read once from the environment.
+
+Every tunable of the product is here, with its default, so that the README's configuration
+table, ``.env.example`` and the code can be checked against one list.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from functools import lru_cache
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+VAR_DIR = ROOT / "var"
+
+
+def _dotenv() -> dict[str, str]:
+    """Values from ``.env`` (or ``ENV_FILE``); the real environment always wins over them."""
+    path = Path(os.environ.get("ENV_FILE") or ROOT / ".env")
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for line in path.read_text(encoding="utf-8").splitlines():
+        key, sep, value = line.strip().partition("=")
+        if sep and key and not key.startswith("#"):
+            values[key.strip()] = value.strip().strip('"').strip("'")
+    return values
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name) or _dotenv().get(name)
+    return default if value is None or value == "" else value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Product configuration. Field names match the environment variables (upper-cased)."""
+
+    database_url: str = field(default_factory=lambda: f"sqlite:///{VAR_DIR / 'postventa.db'}")
+    hub_host: str = "127.0.0.1"
+    hub_port: int = 8000
+    rasa_url: str = "http://127.0.0.1:5005"
+    rasa_token: str = ""
+    action_server_url: str = "http://127.0.0.1:5055/webhook"
+    rasa_timeout: float = 10.0
+    conversation_idle_timeout: int = 1800
+    default_language: str = "es"
+    max_message_chars: int = 10000
+    nlu_max_chars: int = 1000
+    warranty_years: int = 3
+    extended_warranty_years: int = 2
+    return_days: int = 30
+    refund_days: int = 14
+    secret_key: str = ""
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        values: dict[str, object] = {}
+        dotenv = _dotenv()
+        for f in fields(cls):
+            raw = os.environ.get(f.name.upper()) or dotenv.get(f.name.upper())
+            if raw is None or raw == "":
+                continue
+            if f.type in ("int", int):
+                values[f.name] = int(raw)
+            elif f.type in ("float", float):
+                values[f.name] = float(raw)
+            else:
+                values[f.name] = raw
+        return cls(**values)
+
+    @property
+    def rasa_tracker_url(self) -> str:
+        """Where Rasa keeps trackers: PostgreSQL beside our tables, or its own SQLite file.
+
+        A separate SQLite file keeps Rasa's writes from contending with the hub's.
+        """
+        explicit = _env("RASA_TRACKER_URL", "")
+        if explicit:
+            return explicit
+        if self.database_url.startswith("sqlite"):
+            return f"sqlite:///{VAR_DIR / 'rasa_tracker.db'}"
+        return self.database_url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once; tests build their own ``Settings``)."""
+    return Settings.from_env()

@@ -1,0 +1,227 @@
+"""The case database: customers, orders, conversations, transcripts, cases, surveys, FAQ, staff.
+
+Timestamps are stored as naive UTC (``utcnow``) so that SQLite and PostgreSQL compare alike.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import declarative_base, relationship
+
+Base = declarative_base()
+
+
+def utcnow() -> datetime:
+    return datetime.utcnow()
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+    id = Column(Integer, primary_key=True)
+    name = Column(String(120), nullable=False)
+    email = Column(String(254), nullable=False, unique=True)
+    phone = Column(String(32), nullable=True)
+    telegram_id = Column(String(32), nullable=True, unique=True)
+    language = Column(String(2), nullable=False, default="es")
+    is_demo = Column(Boolean, nullable=False, default=False)
+    created_at = Column(DateTime, nullable=False, default=utcnow)
+    orders = relationship("Order", back_populates="customer", order_by="Order.number")
+
+
+class Product(Base):
+    __tablename__ = "products"
+    id = Column(Integer, primary_key=True)
+    sku = Column(String(40), nullable=False, unique=True)
+    name_es = Column(String(160), nullable=False)
+    name_en = Column(String(160), nullable=False)
+    category = Column(String(20), nullable=False)  # appliance | electronics | furniture
+    is_demo = Column(Boolean, nullable=False, default=False)
+
+
+class Order(Base):
+    __tablename__ = "orders"
+    id = Column(Integer, primary_key=True)
+    number = Column(String(10), nullable=False, unique=True)  # PED-NNNNNN
+    customer_id = Column(Integer, ForeignKey("customers.id"), nullable=False, index=True)
+    ordered_at = Column(Date, nullable=False)
+    delivered_at = Column(Date, nullable=True)  # null: not delivered yet
+    is_demo = Column(Boolean, nullable=False, default=False)
+    customer = relationship("Customer", back_populates="orders")
+    lines = relationship("OrderLine", back_populates="order", order_by="OrderLine.line_no")
+
+
+class OrderLine(Base):
+    __tablename__ = "order_lines"
+    __table_args__ = (UniqueConstraint("order_id", "line_no"),)
+    id = Column(Integer, primary_key=True)
+    order_id = Column(Integer, ForeignKey("orders.id", ondelete="CASCADE"), nullable=False)
+    line_no = Column(Integer, nullable=False)
+    product_id = Column(Integer, ForeignKey("products.id"), nullable=False)
+    quantity = Column(Integer, nullable=False, default=1)
+    unit_price = Column(Numeric(10, 2), nullable=False)
+    extended_warranty = Column(Boolean, nullable=False, default=False)
+    order = relationship("Order", back_populates="lines")
+    product = relationship("Product")
+
+
+class Conversation(Base):
+    """One conversation with a customer; a sender (channel key) may have several over time."""
+
+    __tablename__ = "conversations"
+    __table_args__ = (Index("ix_conversations_sender_started", "sender", "started_at"),)
+    id = Column(Integer, primary_key=True)
+    sender = Column(String(128), nullable=False)
+    channel = Column(String(16), nullable=False)  # web | telegram | api
+    language = Column(String(2), nullable=False, default="es")
+    language_source = Column(String(16), nullable=False, default="default")
+    rasa_language = Column(String(2), nullable=True)  # last value pushed to Rasa's slot
+    customer_id = Column(Integer, ForeignKey("customers.id"), nullable=True, index=True)
+    status = Column(String(16), nullable=False, default="bot")
+    outcome = Column(String(32), nullable=True)
+    started_at = Column(DateTime, nullable=False, default=utcnow)
+    last_activity_at = Column(DateTime, nullable=False, default=utcnow)
+    ended_at = Column(DateTime, nullable=True)
+    customer = relationship("Customer")
+
+
+class Message(Base):
+    """Transcript row, both directions; ``status`` marks turns the bot could not serve."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("conversation_id", "client_message_id"),
+        Index("ix_messages_conversation_id_id", "conversation_id", "id"),
+    )
+    id = Column(Integer, primary_key=True)
+    conversation_id = Column(
+        Integer, ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False
+    )
+    direction = Column(String(3), nullable=False)  # in | out
+    author = Column(String(16), nullable=False)  # customer | bot | agent | system
+    text = Column(Text, nullable=False, default="")
+    payload = Column(JSON, nullable=True)
+    client_message_id = Column(String(64), nullable=True)
+    reply_to_id = Column(Integer, ForeignKey("messages.id"), nullable=True)
+    status = Column(String(16), nullable=False, default="ok")  # ok | failed | pending
+    created_at = Column(DateTime, nullable=False, default=utcnow)
+
+
+class Case(Base):
+    __tablename__ = "cases"
+    id = Column(Integer, primary_key=True)
+    number = Column(String(20), nullable=False, unique=True)
+    type = Column(String(16), nullable=False)  # warranty | return | exchange | support
+    status = Column(String(20), nullable=False, default="open")
+    customer_id = Column(Integer, ForeignKey("customers.id"), nullable=True, index=True)
+    order_line_id = Column(Integer, ForeignKey("order_lines.id"), nullable=True, index=True)
+    conversation_id = Column(Integer, ForeignKey("conversations.id"), nullable=True)
+    channel = Column(String(16), nullable=True)
+    language = Column(String(2), nullable=False, default="es")
+    category = Column(String(32), nullable=True)
+    description = Column(Text, nullable=True)
+    resolution = Column(Text, nullable=True)
+    details = Column(JSON, nullable=True)
+    idempotency_key = Column(String(128), nullable=True, unique=True)
+    assigned_agent_id = Column(Integer, ForeignKey("staff_users.id"), nullable=True)
+    is_demo = Column(Boolean, nullable=False, default=False)
+    created_at = Column(DateTime, nullable=False, default=utcnow)
+    updated_at = Column(DateTime, nullable=False, default=utcnow)
+    resolved_at = Column(DateTime, nullable=True)
+    events = relationship("CaseEvent", back_populates="case", order_by="CaseEvent.id")
+
+
+class CaseEvent(Base):
+    __tablename__ = "case_events"
+    id = Column(Integer, primary_key=True)
+    case_id = Column(Integer, ForeignKey("cases.id", ondelete="CASCADE"), nullable=False)
+    kind = Column(String(20), nullable=False)  # created | status | note | resolution
+    from_status = Column(String(20), nullable=True)
+    to_status = Column(String(20), nullable=True)
+    actor = Column(String(64), nullable=False, default="system")
+    note = Column(Text, nullable=True)
+    internal = Column(Boolean, nullable=False, default=False)
+    created_at = Column(DateTime, nullable=False, default=utcnow)
+    case = relationship("Case", back_populates="events")
+
+
+class CaseCounter(Base):
+    """Per prefix and year sequence, so numbers are dense and never reused."""
+
+    __tablename__ = "case_counters"
+    prefix = Column(String(3), primary_key=True)
+    year = Column(Integer, primary_key=True)
+    last_value = Column(Integer, nullable=False, default=0)
+
+
+class SurveyResponse(Base):
+    __tablename__ = "survey_responses"
+    id = Column(Integer, primary_key=True)
+    conversation_id = Column(
+        Integer, ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False, unique=True
+    )
+    case_id = Column(Integer, ForeignKey("cases.id"), nullable=True)
+    agent_id = Column(Integer, ForeignKey("staff_users.id"), nullable=True)
+    channel = Column(String(16), nullable=False)
+    language = Column(String(2), nullable=False)
+    state = Column(String(16), nullable=False, default="offered")
+    outcome = Column(String(32), nullable=True)
+    ces = Column(Integer, nullable=True)
+    nps = Column(Integer, nullable=True)
+    csat = Column(Integer, nullable=True)
+    comment = Column(Text, nullable=True)
+    follow_up_requested = Column(Boolean, nullable=False, default=False)
+    is_demo = Column(Boolean, nullable=False, default=False)
+    offered_at = Column(DateTime, nullable=False, default=utcnow)
+    updated_at = Column(DateTime, nullable=False, default=utcnow)
+
+
+class FaqEntry(Base):
+    __tablename__ = "faq_entries"
+    id = Column(Integer, primary_key=True)
+    faq_id = Column(String(64), nullable=False, unique=True)
+    tags = Column(JSON, nullable=False, default=list)
+    content = Column(JSON, nullable=False)  # {"es": {title, answer, questions}, "en": {...}}
+    version = Column(Integer, nullable=False, default=1)
+    deleted = Column(Boolean, nullable=False, default=False)
+    updated_at = Column(DateTime, nullable=False, default=utcnow)
+    updated_by = Column(String(64), nullable=False, default="system")
+
+
+class FaqRevision(Base):
+    __tablename__ = "faq_revisions"
+    id = Column(Integer, primary_key=True)
+    faq_entry_id = Column(
+        Integer, ForeignKey("faq_entries.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    version = Column(Integer, nullable=False)
+    action = Column(String(10), nullable=False)  # create | update | delete | restore
+    snapshot = Column(JSON, nullable=False)
+    changed_by = Column(String(64), nullable=False)
+    changed_at = Column(DateTime, nullable=False, default=utcnow)
+
+
+class StaffUser(Base):
+    __tablename__ = "staff_users"
+    id = Column(Integer, primary_key=True)
+    username = Column(String(64), nullable=False, unique=True)
+    password_hash = Column(String(255), nullable=False)
+    role = Column(String(10), nullable=False)  # agent | admin
+    active = Column(Boolean, nullable=False, default=True)
+    failed_logins = Column(Integer, nullable=False, default=0)
+    locked_until = Column(DateTime, nullable=True)
+    created_at = Column(DateTime, nullable=False, default=utcnow)

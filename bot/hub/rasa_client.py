@@ -1,0 +1,72 @@
+"""HTTP client for the Rasa server: REST channel for turns, HTTP API (token) for trackers."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+
+class RasaUnavailable(Exception):
+    """Rasa did not answer, answered with an error, or answered nothing."""
+
+
+class RasaClient:
+    def __init__(self, base_url: str, token: str, timeout: float) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self._http = httpx.Client(
+            timeout=httpx.Timeout(timeout, connect=2.0),
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _tracker_url(self, sender: str, suffix: str) -> str:
+        return f"{self.base_url}/conversations/{quote(sender, safe='')}/{suffix}"
+
+    def send(self, sender: str, text: str, metadata: dict[str, Any]) -> list[dict[str, Any]]:
+        try:
+            resp = self._http.post(
+                f"{self.base_url}/webhooks/rest/webhook",
+                json={"sender": sender, "message": text, "metadata": metadata},
+            )
+            resp.raise_for_status()
+            data = resp.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise RasaUnavailable(str(exc)) from exc
+        if not isinstance(data, list):
+            raise RasaUnavailable(f"unexpected reply {data!r:.200}")
+        return data
+
+    def append_events(self, sender: str, events: list[dict[str, Any]]) -> None:
+        try:
+            resp = self._http.post(
+                self._tracker_url(sender, "tracker/events"),
+                params={"token": self.token, "include_events": "NONE"},
+                json=events,
+            )
+            resp.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise RasaUnavailable(str(exc)) from exc
+
+    def set_slot(self, sender: str, name: str, value: Any) -> None:
+        self.append_events(sender, [{"event": "slot", "name": name, "value": value}])
+
+    def start_new_session(self, sender: str) -> None:
+        """Begin a fresh Rasa session for a sender whose previous conversation ended."""
+        self.append_events(
+            sender,
+            [{"event": "session_started"}, {"event": "action", "name": "action_listen"}],
+        )
+
+    def healthy(self) -> bool:
+        try:
+            resp = self._http.get(
+                f"{self.base_url}/status", params={"token": self.token}, timeout=2.0
+            )
+            return resp.status_code == 200 and bool(resp.json().get("model_id"))
+        except (httpx.HTTPError, ValueError):
+            return False

@@ -1,0 +1,40 @@
+"""`GET /healthz`: 200 only when Rasa, the action server and the database all answer."""
+
+from __future__ import annotations
+
+import httpx
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+router = APIRouter()
+
+
+def _action_server_ok(webhook_url: str) -> bool:
+    health_url = webhook_url.rsplit("/", 1)[0] + "/health"
+    try:
+        return httpx.get(health_url, timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _database_ok(request: Request) -> bool:
+    try:
+        with request.app.state.sessions() as session:
+            session.execute(text("SELECT 1"))
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "not healthy"
+        return False
+
+
+@router.get("/healthz")
+def healthz(request: Request) -> JSONResponse:
+    settings = request.app.state.settings
+    checks = {
+        "rasa": request.app.state.rasa.healthy(),
+        "actions": _action_server_ok(settings.action_server_url),
+        "database": _database_ok(request),
+    }
+    ok = all(checks.values())
+    return JSONResponse({"status": "ok" if ok else "degraded", "checks": checks},
+                        status_code=200 if ok else 503)

@@ -1,0 +1,121 @@
+"""Conversations and their transcript.
+
+A *sender* is the channel's key for one customer (the widget's random id, ``tg-<chat>``);
+it owns a series of conversations: a new one starts after the idle timeout or once the
+previous one is closed, and inherits its language.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot.db.models import Conversation, Message, utcnow
+
+OPEN_STATUSES = ("bot", "waiting_agent", "with_agent")
+
+
+@dataclass
+class Opened:
+    conversation: Conversation
+    is_new: bool
+    rolled_over: bool  # an earlier conversation of this sender existed
+
+
+def latest_for_sender(session: Session, sender: str) -> Conversation | None:
+    return session.execute(
+        select(Conversation)
+        .where(Conversation.sender == sender)
+        .order_by(Conversation.started_at.desc(), Conversation.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+
+
+def open_or_continue(
+    session: Session,
+    *,
+    sender: str,
+    channel: str,
+    idle_timeout: int,
+    default_language: str,
+    now: datetime | None = None,
+) -> Opened:
+    now = now or utcnow()
+    current = latest_for_sender(session, sender)
+    if current is not None and current.status in OPEN_STATUSES:
+        idle = now - current.last_activity_at > timedelta(seconds=idle_timeout)
+        # A conversation with a human is never cut by the bot's idle timeout.
+        if not idle or current.status != "bot":
+            return Opened(current, False, False)
+        current.status = "closed"
+        current.ended_at = current.last_activity_at
+        current.outcome = current.outcome or "ended_idle"
+    conv = Conversation(
+        sender=sender,
+        channel=channel,
+        language=current.language if current else default_language,
+        language_source=current.language_source if current else "default",
+        customer_id=current.customer_id if current else None,
+        started_at=now,
+        last_activity_at=now,
+    )
+    session.add(conv)
+    session.flush()
+    return Opened(conv, True, current is not None)
+
+
+def find_inbound(session: Session, conversation_id: int, client_message_id: str) -> Message | None:
+    return session.execute(
+        select(Message).where(
+            Message.conversation_id == conversation_id,
+            Message.client_message_id == client_message_id,
+            Message.direction == "in",
+        )
+    ).scalar_one_or_none()
+
+
+def replies_to(session: Session, message_id: int) -> list[Message]:
+    return list(
+        session.execute(
+            select(Message).where(Message.reply_to_id == message_id).order_by(Message.id)
+        ).scalars()
+    )
+
+
+def add_message(
+    session: Session,
+    conversation: Conversation,
+    *,
+    direction: str,
+    author: str,
+    text: str,
+    payload: dict | None = None,
+    client_message_id: str | None = None,
+    reply_to: Message | None = None,
+    status: str = "ok",
+) -> Message:
+    msg = Message(
+        conversation_id=conversation.id,
+        direction=direction,
+        author=author,
+        text=text,
+        payload=payload,
+        client_message_id=client_message_id,
+        reply_to_id=reply_to.id if reply_to else None,
+        status=status,
+    )
+    conversation.last_activity_at = utcnow()
+    session.add(msg)
+    session.flush()
+    return msg
+
+
+def transcript(session: Session, conversation_id: int) -> list[Message]:
+    return list(
+        session.execute(
+            select(Message).where(Message.conversation_id == conversation_id).order_by(Message.id)
+        ).scalars()
+    )
