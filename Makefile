@@ -1,5 +1,5 @@
 # The two commands: `make run` and `make test`. Both bootstrap whatever is missing first.
-.PHONY: run test train bench bench-faq lint bootstrap lock clean
+.PHONY: run test train bench bench-nlu lint bootstrap lock clean
 
 PY := .venv/bin/python
 
@@ -19,6 +19,9 @@ train: bootstrap
 
 bench: bootstrap
 	@$(PY) -m bench.turn_latency
+
+bench-nlu: bootstrap
+	@$(PY) -m bench.nlu_eval
 
 lint: bootstrap
 	@$(PY) -m ruff check bot actions tests bench scripts alembic

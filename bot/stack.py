@@ -47,19 +47,19 @@ class Stack:
     def env(self) -> dict[str, str]:
         s = self.settings
         env = rasa_env()
-        env.update(self.extra_env)
         env.update({
             "DATABASE_URL": s.database_url,
             "RASA_URL": self.rasa_url,
             "RASA_TOKEN": s.rasa_token,
             "ACTION_SERVER_URL": f"http://127.0.0.1:{self.action_port}/webhook",
-            "RASA_TRACKER_URL": s.rasa_tracker_url,
-            "RASA_TRACKER_DIALECT": s.rasa_tracker_url.split(":", 1)[0].split("+")[0],
+            "RASA_TRACKER_URL": s.tracker_url(),
+            "RASA_TRACKER_DIALECT": s.tracker_url().split(":", 1)[0].split("+")[0],
             "HUB_HOST": s.hub_host,
             "HUB_PORT": str(s.hub_port),
             "SANIC_HOST": "127.0.0.1",
             "PYTHONPATH": str(ROOT),
         })
+        env.update(self.extra_env)
         return env
 
     def _spawn(self, name: str, cmd: list[str]) -> None:

@@ -10,7 +10,7 @@ import signal
 import sys
 import time
 
-from bot.core.config import Settings, get_settings
+from bot.core.config import Settings, _env, get_settings
 from bot.db.session import session_scope
 
 
@@ -95,8 +95,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     """Start Rasa, actions and hub; stop all three on Ctrl-C or SIGTERM."""
     from bot.stack import Stack
 
-    stack = Stack(settings, rasa_port=int(os.environ.get("RASA_PORT", "5005")),
-                  action_port=int(os.environ.get("ACTION_PORT", "5055")))
+    stack = Stack(settings, rasa_port=int(_env("RASA_PORT", "5005")),
+                  action_port=int(_env("ACTION_PORT", "5055")))
     stopping = False
 
     def _stop(signum, _frame):

@@ -42,6 +42,7 @@ class Settings:
     hub_port: int = 8000
     rasa_url: str = "http://127.0.0.1:5005"
     rasa_token: str = ""
+    rasa_tracker_url: str = ""
     action_server_url: str = "http://127.0.0.1:5055/webhook"
     rasa_timeout: float = 10.0
     conversation_idle_timeout: int = 1800
@@ -71,15 +72,13 @@ class Settings:
                 values[f.name] = raw
         return cls(**values)
 
-    @property
-    def rasa_tracker_url(self) -> str:
+    def tracker_url(self) -> str:
         """Where Rasa keeps trackers: PostgreSQL beside our tables, or its own SQLite file.
 
         A separate SQLite file keeps Rasa's writes from contending with the hub's.
         """
-        explicit = _env("RASA_TRACKER_URL", "")
-        if explicit:
-            return explicit
+        if self.rasa_tracker_url:
+            return self.rasa_tracker_url
         if self.database_url.startswith("sqlite"):
             return f"sqlite:///{VAR_DIR / 'rasa_tracker.db'}"
         return self.database_url

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 from urllib.parse import quote
 
@@ -42,6 +43,14 @@ class RasaClient:
         return data
 
     def append_events(self, sender: str, events: list[dict[str, Any]]) -> None:
+        """Append events, stamped now and in order.
+
+        Without explicit timestamps Rasa stamps them when parsing the request, which can sort
+        them before the session-start events it creates itself, and the SQL tracker store
+        replays events by timestamp: a language slot would then be wiped by the session start.
+        """
+        now = time.time()
+        events = [{**e, "timestamp": now + i * 1e-6} for i, e in enumerate(events)]
         try:
             resp = self._http.post(
                 self._tracker_url(sender, "tracker/events"),
@@ -52,15 +61,22 @@ class RasaClient:
         except httpx.HTTPError as exc:
             raise RasaUnavailable(str(exc)) from exc
 
-    def set_slot(self, sender: str, name: str, value: Any) -> None:
-        self.append_events(sender, [{"event": "slot", "name": name, "value": value}])
+    def prepare_turn(self, sender: str, *, new_session: bool, slots: dict[str, Any]) -> None:
+        """Start a fresh Rasa session (new conversation) and/or set slots, in one request.
 
-    def start_new_session(self, sender: str) -> None:
-        """Begin a fresh Rasa session for a sender whose previous conversation ended."""
-        self.append_events(
-            sender,
-            [{"event": "session_started"}, {"event": "action", "name": "action_listen"}],
-        )
+        Starting the session ourselves, in the same request as the slots, means Rasa does
+        not run its own session start afterwards and wipe them.
+        """
+        events: list[dict[str, Any]] = []
+        if new_session:
+            events += [
+                {"event": "action", "name": "action_session_start"},
+                {"event": "session_started"},
+                {"event": "action", "name": "action_listen"},
+            ]
+        events += [{"event": "slot", "name": k, "value": v} for k, v in slots.items()]
+        if events:
+            self.append_events(sender, events)
 
     def healthy(self) -> bool:
         try:

@@ -130,12 +130,11 @@ class TurnService:
             return TurnResult(conv.id, conv.language, [])
 
         try:
-            if opened.rolled_over:
-                self.rasa.start_new_session(sender)
+            if opened.is_new:
                 conv.rasa_language = None
-            if conv.rasa_language != conv.language:
-                self.rasa.set_slot(sender, "language", conv.language)
-                conv.rasa_language = conv.language
+            slots = {"language": conv.language} if conv.rasa_language != conv.language else {}
+            self.rasa.prepare_turn(sender, new_session=opened.is_new, slots=slots)
+            conv.rasa_language = conv.language
             replies = self.rasa.send(sender, text[: s.nlu_max_chars], {
                 "channel": channel,
                 "language": conv.language,

@@ -89,11 +89,15 @@ def load(session: Session, today: date | None = None) -> int:
 
 def clear(session: Session) -> None:
     """Remove every demo row (customers, their orders, demo products)."""
-    demo_orders = select(Order.id).where(Order.is_demo.is_(True))
-    session.execute(delete(OrderLine).where(OrderLine.order_id.in_(demo_orders)))
-    session.execute(delete(Order).where(Order.is_demo.is_(True)))
-    session.execute(delete(Customer).where(Customer.is_demo.is_(True)))
-    session.execute(delete(Product).where(Product.is_demo.is_(True)))
+    demo_orders = select(Order.id).where(Order.is_demo.is_(True)).scalar_subquery()
+    for stmt in (
+        delete(OrderLine).where(OrderLine.order_id.in_(demo_orders)),
+        delete(Order).where(Order.is_demo.is_(True)),
+        delete(Customer).where(Customer.is_demo.is_(True)),
+        delete(Product).where(Product.is_demo.is_(True)),
+    ):
+        session.execute(stmt.execution_options(synchronize_session=False))
+    session.expire_all()
 
 
 def show(session: Session, settings: Settings) -> dict:

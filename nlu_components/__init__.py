@@ -1,0 +1,1 @@
+"""Custom Rasa NLU components (model training/serving only; nothing else imports them)."""

@@ -1,0 +1,113 @@
+"""Text cleaning, identifiers and language decisions (pure functions)."""
+
+import pytest
+
+from bot.services import language
+from bot.services.identifiers import find_case_number, find_order_number
+from bot.services.text import clean_text, has_words
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("hola\u200b mundo", "hola mundo"),  # zero-width space
+        ("\ufeffhola", "hola"),  # BOM
+        ("ho\x00la\x07", "hola"),  # C0 controls
+        ("  muchos    espacios \t aquí ", "muchos espacios aquí"),
+        ("cafe\u0301", "café"),  # NFD → NFC
+        ("\u202eevil", "evil"),  # bidi override hidden from agents
+        ("línea 1\n\n\nlínea 2", "línea 1\nlínea 2"),
+        ("👨\u200d👩\u200d👧", "👨\u200d👩\u200d👧"),  # emoji ZWJ sequence survives
+        ("", ""),
+        (None, ""),
+        ("   \n\t ", ""),
+    ],
+)
+def test_clean_text(raw, expected):
+    assert clean_text(raw) == expected
+
+
+def test_has_words():
+    assert has_words("ok 👍")
+    assert not has_words("👍🙏!!")
+
+
+@pytest.mark.parametrize(
+    "text, number",
+    [
+        ("mi pedido es PED-000123", "PED-000123"),
+        ("ped 000123", "PED-000123"),
+        ("Ped000123 por favor", "PED-000123"),
+        ("PED-12345", None),  # five digits: not an order number
+        ("XPED-000123", None),
+    ],
+)
+def test_order_numbers(text, number):
+    assert find_order_number(text) == number
+
+
+@pytest.mark.parametrize(
+    "text, number",
+    [
+        ("gar 2026 000001", "GAR-2026-000001"),
+        ("DEV2025000042", "DEV-2025-000042"),
+        ("caso sop-2026-000310!", "SOP-2026-000310"),
+        ("ABC-2026-000001", None),
+    ],
+)
+def test_case_numbers(text, number):
+    assert find_case_number(text) == number
+
+
+@pytest.mark.parametrize(
+    "text, lang",
+    [
+        ("hola, quiero devolver un producto", "es"),
+        ("¿cuándo llega mi pedido?", "es"),
+        ("que tal, necesito ayuda con mi pedido", "es"),
+        ("hello, I want to return a product", "en"),
+        ("where is my order", "en"),
+    ],
+)
+def test_detect(text, lang):
+    assert language.detect(text).language == lang
+
+
+def test_detect_without_evidence():
+    assert language.detect("PED-000123").language is None
+    assert language.detect("👍").language is None
+
+
+def test_decision_order_explicit_beats_everything():
+    d = language.decide(text="hola buenos días, quiero ayuda", locale="es-ES",
+                        previous="en", previous_source="explicit")
+    assert (d.language, d.source) == ("en", "explicit")
+
+
+def test_decision_locale_beats_short_text():
+    d = language.decide(text="hola", locale="en-GB", previous=None, previous_source=None)
+    assert (d.language, d.source) == ("en", "locale")
+
+
+def test_decision_long_clear_text_overrides_locale():
+    d = language.decide(text="mi lavadora no funciona y quiero que la reparen",
+                        locale="en-US", previous=None, previous_source=None)
+    assert d.language == "es"
+
+
+def test_decision_text_without_locale_and_keep_previous_when_unclear():
+    assert language.decide(text="where is my order please", locale=None, previous="es",
+                           previous_source="default").language == "en"
+    kept = language.decide(text="PED-000123", locale=None, previous="en", previous_source="text")
+    assert kept.language == "en"
+
+
+def test_decision_unsupported_locale_falls_back_to_text():
+    d = language.decide(text="hello there", locale="fr-FR", previous=None, previous_source=None)
+    assert d.language == "en"
+
+
+def test_mixed_language_message_picks_dominant():
+    d = language.decide(text="hola, my order has not arrived and I need help",
+                        locale=None, previous=None, previous_source=None)
+    assert d.language == "en"
