@@ -7,6 +7,9 @@ from typing import Any
 from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
+from actions.base import language_of
+from actions.faq import customer_text, knowledge_base, respond
+
 FALLBACK_INTENT = "nlu_fallback"
 
 
@@ -30,12 +33,20 @@ def consecutive_fallbacks(events: list[dict[str, Any]]) -> int:
 
 
 class ActionFallback(Action):
+    """Not understood: maybe the knowledge base knows; otherwise rephrase, then a human."""
+
     def name(self) -> str:
         return "action_fallback"
 
     def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
     ) -> list[dict[str, Any]]:
+        text = customer_text(tracker)
+        if text:
+            lang = language_of(tracker)
+            result = knowledge_base().search(text, lang)
+            if result.decision != "none":
+                return respond(dispatcher, result, lang)
         if consecutive_fallbacks(tracker.events) >= 2:
             dispatcher.utter_message(response="utter_offer_human")
         else:

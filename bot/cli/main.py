@@ -31,8 +31,14 @@ def cmd_setup(args: argparse.Namespace, settings: Settings) -> int:
     from bot.db.migrate import upgrade
     from bot.services import demo, users
 
+    from bot.services.kb import store
+    from bot.services.kb.live import KB_DIR, LiveKnowledgeBase
+
     upgrade(settings.database_url)
     with session_scope(settings.database_url) as session:
+        report = store.import_directory(session, KB_DIR, actor="bootstrap", only_new=True)
+        if report.created:
+            print(f"knowledge base: {report.created} entries imported")
         added = demo.load(session)
         if added:
             print(f"demo data loaded ({added} customers)")
@@ -42,6 +48,7 @@ def cmd_setup(args: argparse.Namespace, settings: Settings) -> int:
         )
         if password:
             print(f"first admin created: user 'admin' (password from ADMIN_PASSWORD or: {password})")
+    LiveKnowledgeBase(settings.database_url).current()  # warms the embedding cache (var/)
     return 0
 
 
@@ -67,6 +74,86 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
                             print(f"    #{line['line_id']} {line['product']} ({line['category']})"
                                   f" warranty until {line['warranty_until']},"
                                   f" return until {line['return_until']}")
+    return 0
+
+
+def cmd_kb(args: argparse.Namespace, settings: Settings) -> int:
+    """Knowledge base: import/export files, list, search, edit with revisions."""
+    from pathlib import Path
+
+    from bot.services.kb import store
+    from bot.services.kb.loader import KBError
+
+    try:
+        if args.kb_cmd == "search":
+            return _kb_search(args, settings)
+        with session_scope(settings.database_url) as session:
+            if args.kb_cmd == "import":
+                report = store.import_directory(session, Path(args.path), actor=args.actor,
+                                                only_new=args.only_new)
+                print(f"knowledge base: {report.created} created, {report.updated} updated, "
+                      f"{report.unchanged} unchanged, {report.skipped} kept as edited")
+            elif args.kb_cmd == "export":
+                print(f"exported {store.export_directory(session, Path(args.path))} entries "
+                      f"to {args.path}")
+            elif args.kb_cmd == "list":
+                entries = [store.as_dict(e) for e in store.list_entries(session)]
+                if args.json:
+                    _print_json(entries)
+                for e in [] if args.json else entries:
+                    print(f"{e['id']:28} v{e['version']:<3} {e['content']['es']['title']} / "
+                          f"{e['content']['en']['title']}")
+            elif args.kb_cmd == "set-answer":
+                entry = store.get(session, args.faq_id)
+                if entry is None or entry.deleted:
+                    raise store.KBNotFound(f"no entry {args.faq_id!r}")
+                data = store.as_dict(entry)
+                data["content"][args.lang]["answer"] = args.text
+                updated = store.update(session, args.faq_id,
+                                       {"tags": data["tags"], **data["content"]},
+                                       actor=args.actor, expected_version=args.expected_version)
+                print(f"{args.faq_id} is now at version {updated.version}")
+            elif args.kb_cmd == "delete":
+                store.delete(session, args.faq_id, actor=args.actor)
+                print(f"{args.faq_id} deleted (kept in the revision history)")
+            elif args.kb_cmd == "history":
+                for rev in store.revisions(session, args.faq_id):
+                    print(f"v{rev.version:<3} {rev.action:8} {rev.changed_at:%Y-%m-%d %H:%M:%S} "
+                          f"by {rev.changed_by}")
+    except KBError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _kb_search(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.services.kb.live import LiveKnowledgeBase
+
+    kb = LiveKnowledgeBase(settings.database_url)
+    if args.query == "-":
+        for line in sys.stdin:
+            query = line.rstrip("\n")
+            result = kb.search(query, args.lang)
+            _print_json({"query": query, "faq_id": result.faq_id,
+                         "score": round(result.score, 4)} if args.json else result.to_dict())
+            sys.stdout.flush()
+        return 0
+    result = kb.search(args.query, args.lang)
+    if args.json:
+        _print_json(result.to_dict())
+        return 0
+    if result.decision == "answer":
+        answer = kb.answer(result.faq_id, args.lang)
+        print(f"[{result.faq_id}] {answer['title']} (score {result.score:.3f})\n")
+        print(answer["answer"])
+    elif result.decision == "suggest":
+        print("not sure; did you mean:")
+        for c in result.candidates:
+            print(f"  - [{c.faq_id}] {c.title} (score {c.score:.3f})")
+    else:
+        best = result.candidates[0] if result.candidates else None
+        print("no answer in the knowledge base"
+              + (f" (closest: {best.faq_id}, score {best.score:.3f})" if best else ""))
     return 0
 
 
@@ -154,6 +241,37 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("action", choices=["show", "load", "clear"])
     demo.add_argument("--json", action="store_true")
     demo.set_defaults(func=cmd_demo)
+
+    kb = sub.add_parser("kb", help="FAQ knowledge base").add_subparsers(dest="kb_cmd",
+                                                                         required=True)
+    kb_import = kb.add_parser("import", help="import a directory of entry files "
+                                             "(all-or-nothing)")
+    kb_import.add_argument("path", nargs="?", default="knowledge_base")
+    kb_import.add_argument("--only-new", action="store_true",
+                           help="only add missing entries; keep live edits")
+    kb_export = kb.add_parser("export", help="write every entry as YAML files")
+    kb_export.add_argument("path")
+    kb_list = kb.add_parser("list", help="list entries")
+    kb_list.add_argument("--json", action="store_true")
+    kb_search = kb.add_parser("search", help='search: "text", or "-" for one query per '
+                                             "stdin line")
+    kb_search.add_argument("query")
+    kb_search.add_argument("--lang", choices=["es", "en"], default="es")
+    kb_search.add_argument("--json", action="store_true")
+    kb_set = kb.add_parser("set-answer", help="change one answer (live, with a revision)")
+    kb_set.add_argument("faq_id")
+    kb_set.add_argument("--lang", choices=["es", "en"], required=True)
+    kb_set.add_argument("--text", required=True)
+    kb_set.add_argument("--expected-version", type=int, default=None,
+                        help="refuse if the entry changed since this version")
+    kb_delete = kb.add_parser("delete", help="delete an entry (kept in history)")
+    kb_delete.add_argument("faq_id")
+    kb_history = kb.add_parser("history", help="revisions of an entry")
+    kb_history.add_argument("faq_id")
+    for p in (kb_import, kb_set, kb_delete):
+        p.add_argument("--actor", default=os.environ.get("USER", "cli"))
+    for name in ("import", "export", "list", "search", "set-answer", "delete", "history"):
+        kb.choices[name].set_defaults(func=cmd_kb)
 
     users = sub.add_parser("users", help="staff users").add_subparsers(dest="users_cmd",
                                                                        required=True)

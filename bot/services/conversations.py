@@ -119,3 +119,17 @@ def transcript(session: Session, conversation_id: int) -> list[Message]:
             select(Message).where(Message.conversation_id == conversation_id).order_by(Message.id)
         ).scalars()
     )
+
+
+# Outcomes that a later one must not overwrite with something weaker.
+_FINAL_OUTCOMES = {"resolved_bot_confirmed", "case_opened", "escalated"}
+
+
+def set_outcome(session: Session, conversation_id: int, outcome: str) -> None:
+    """Record what the conversation achieved (feeds containment/FCR KPIs)."""
+    conv = session.get(Conversation, conversation_id)
+    if conv is None:
+        return
+    if conv.outcome in _FINAL_OUTCOMES and outcome not in _FINAL_OUTCOMES:
+        return
+    conv.outcome = outcome

@@ -1,0 +1,117 @@
+"""FAQ answers from the live knowledge base, and "did this solve your question?".
+
+The answer text comes from the KB in the customer's language (admins edit it live); the
+framing around it (suggestions, "I don't know", the follow-up question) is in the domain.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from rasa_sdk import Action, Tracker
+from rasa_sdk.events import SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+
+from actions.base import language_of, message_metadata
+from bot.core.config import get_settings
+from bot.db.session import session_scope
+from bot.services import conversations as convs
+from bot.services.kb.live import LiveKnowledgeBase
+from bot.services.kb.search import SearchResult
+
+
+@lru_cache(maxsize=1)
+def knowledge_base() -> LiveKnowledgeBase:
+    """One live KB per action-server process (the index is rebuilt when the KB changes)."""
+    return LiveKnowledgeBase(get_settings().database_url)
+
+
+def customer_text(tracker: Tracker) -> str:
+    text = (tracker.latest_message or {}).get("text") or ""
+    return "" if text.startswith("/") else text
+
+
+def requested_faq_id(tracker: Tracker) -> str | None:
+    """A suggestion button carries `/ask_faq{"faq_id": "..."}`."""
+    return next(iter(tracker.get_latest_entity_values("faq_id")), None)
+
+
+def send_answer(dispatcher: CollectingDispatcher, faq_id: str, lang: str) -> list[dict]:
+    answer = knowledge_base().answer(faq_id, lang)
+    if answer is None:
+        return []
+    dispatcher.utter_message(text=answer["answer"])
+    dispatcher.utter_message(response="utter_ask_faq_resolved")
+    return [SlotSet("faq_id", faq_id)]
+
+
+def respond(dispatcher: CollectingDispatcher, result: SearchResult, lang: str) -> list[dict]:
+    """Answer, offer the best candidates, or say honestly that we do not know."""
+    if result.decision == "answer":
+        return send_answer(dispatcher, result.candidates[0].faq_id, lang)
+    if result.decision == "suggest":
+        buttons = [{"title": c.title, "payload": f'/ask_faq{{"faq_id": "{c.faq_id}"}}'}
+                   for c in result.candidates[:3]]
+        dispatcher.utter_message(response="utter_faq_suggest", buttons=buttons)
+        return [SlotSet("faq_id", None)]
+    dispatcher.utter_message(response="utter_faq_unknown")
+    return [SlotSet("faq_id", None)]
+
+
+class ActionAnswerFaq(Action):
+    def name(self) -> str:
+        return "action_answer_faq"
+
+    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+            domain: dict[str, Any]) -> list[dict[str, Any]]:
+        lang = language_of(tracker)
+        chosen = requested_faq_id(tracker)
+        if chosen:
+            events = send_answer(dispatcher, chosen, lang)
+            if events:
+                return events
+        text = customer_text(tracker)
+        if not text:  # the "I have a question" button
+            dispatcher.utter_message(response="utter_ask_faq_question")
+            return [SlotSet("faq_id", None)]
+        return respond(dispatcher, knowledge_base().search(text, lang), lang)
+
+
+def record_outcome(tracker: Tracker, outcome: str) -> None:
+    conversation_id = message_metadata(tracker).get("conversation_id")
+    if conversation_id:
+        with session_scope(get_settings().database_url) as session:
+            convs.set_outcome(session, int(conversation_id), outcome)
+
+
+class ActionFaqFeedback(Action):
+    """Yes/no after an answer: confirmed containment, or a way forward."""
+
+    def name(self) -> str:
+        return "action_faq_feedback"
+
+    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+            domain: dict[str, Any]) -> list[dict[str, Any]]:
+        intent = (tracker.latest_message or {}).get("intent", {}).get("name")
+        answered = tracker.get_slot("faq_id")
+        if intent == "affirm" and answered:
+            record_outcome(tracker, "resolved_bot_confirmed")
+            dispatcher.utter_message(response="utter_faq_glad")
+        elif intent == "affirm":
+            dispatcher.utter_message(response="utter_anything_else")
+        elif not answered and last_bot_response(tracker) == "utter_offer_human":
+            # "No, I'll try again" to the offer of a human
+            dispatcher.utter_message(response="utter_anything_else")
+        else:
+            if answered:
+                record_outcome(tracker, "faq_not_solved")
+            dispatcher.utter_message(response="utter_faq_not_solved")
+        return [SlotSet("faq_id", None)]
+
+
+def last_bot_response(tracker: Tracker) -> str | None:
+    for event in reversed(tracker.events):
+        if event.get("event") == "bot":
+            return (event.get("metadata") or {}).get("utter_action")
+    return None

@@ -1,0 +1,198 @@
+"""Hybrid FAQ retrieval: BM25 (stemmed, accent-folded) fused with e5 embeddings, and a
+calibrated decision between answering, suggesting candidates and saying "I don't know"."""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bot.services.kb.embeddings import Embedder
+
+CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
+_STEMMER_LANG = {"es": "spanish", "en": "english"}
+MAX_QUERY_CHARS = 500
+CROSS_LINGUAL = True
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Fusion weight and decision thresholds; `make bench-faq` recalibrates them."""
+
+    bm25_weight: float = 0.25
+    bm25_k: float = 3.0
+    answer_weight: float = 0.5
+    answer_threshold: float = 0.90
+    answer_margin: float = 0.02
+    suggest_threshold: float = 0.86
+    # Reject when a known out-of-KB question is this much closer than the best entry.
+    negative_margin: float = 0.0
+
+    @classmethod
+    def load(cls, path: Path = CALIBRATION_FILE) -> "SearchConfig":
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return cls()
+        return cls(**{k: v for k, v in data.get("config", {}).items()
+                      if k in cls.__dataclass_fields__})
+
+
+@dataclass
+class Candidate:
+    faq_id: str
+    score: float
+    title: str
+    semantic: float
+    lexical: float
+
+
+@dataclass
+class SearchResult:
+    query: str
+    language: str
+    decision: str  # answer | suggest | none
+    candidates: list[Candidate] = field(default_factory=list)
+
+    @property
+    def faq_id(self) -> str | None:
+        """The entry the assistant answers with (suggestions count: the first one is shown
+        first); None when it would not answer from the knowledge base."""
+        return self.candidates[0].faq_id if self.decision != "none" and self.candidates else None
+
+    @property
+    def score(self) -> float:
+        return self.candidates[0].score if self.candidates else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"query": self.query, "faq_id": self.faq_id, "score": round(self.score, 4),
+                "decision": self.decision,
+                "candidates": [asdict(c) | {"score": round(c.score, 4)}
+                               for c in self.candidates]}
+
+
+def fold(text: str) -> str:
+    text = unicodedata.normalize("NFD", text.lower())
+    return "".join(c for c in text if unicodedata.category(c) != "Mn")
+
+
+class LanguageIndex:
+    """Search structures for one language over a fixed set of entries."""
+
+    def __init__(self, lang: str, entries: list[dict[str, Any]], embedder: Embedder,
+                 negatives: list[str] | None = None) -> None:
+        import bm25s
+        import Stemmer
+
+        self.lang = lang
+        self.ids = [e["id"] for e in entries]
+        self.titles = [e["content"][lang]["title"] for e in entries]
+        self._stemmer = Stemmer.Stemmer(_STEMMER_LANG[lang])
+        docs = []
+        owners, texts = [], []
+        answers = []
+        other = "en" if lang == "es" else "es"
+        for i, e in enumerate(entries):
+            block = e["content"][lang]
+            short = [block["title"], *block["questions"]]
+            docs.append(" ".join(short * 2 + [block["answer"]] + e.get("tags", [])))
+            # e5 is multilingual: the other language's questions are more paraphrases.
+            alt = e["content"].get(other, {})
+            for t in short + ([alt.get("title", ""), *alt.get("questions", [])]
+                              if CROSS_LINGUAL else []):
+                if t:
+                    owners.append(i)
+                    texts.append(t)
+            answers.append(block["answer"])
+        self._bm25 = bm25s.BM25()
+        if docs:
+            self._bm25.index(self._tokenize(docs), show_progress=False)
+        self._owners = np.array(owners)
+        self._short = embedder.embed(texts, "query") if texts else np.zeros((0, 384))
+        self._answers = embedder.embed(answers, "passage") if answers else np.zeros((0, 384))
+        self._negatives = embedder.embed(negatives, "query") if negatives else None
+
+    def _tokenize(self, texts: list[str]):
+        import bm25s
+
+        return bm25s.tokenize([fold(t) for t in texts], stopwords=self.lang,
+                              stemmer=self._stemmer, show_progress=False)
+
+    def negative_similarity(self, qvec: np.ndarray) -> float:
+        """How close the query is to questions we know the KB does not answer."""
+        if self._negatives is None or not len(self._negatives):
+            return -1.0
+        return float(np.max(self._negatives @ qvec))
+
+    def scores(self, qvec: np.ndarray, query: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        n = len(self.ids)
+        sims = self._short @ qvec
+        semantic = np.full(n, -1.0)
+        np.maximum.at(semantic, self._owners, sims)
+        answer = self._answers @ qvec
+        tokens = self._tokenize([query])
+        vocab_inv = {v: k for k, v in tokens.vocab.items()}
+        words = [vocab_inv[i] for i in tokens.ids[0] if vocab_inv.get(i)]
+        known = [w for w in words if w in (getattr(self._bm25, "vocab_dict", None) or {})]
+        lexical = self._bm25.get_scores(known) if known else np.zeros(n)
+        return semantic, answer, np.asarray(lexical, dtype=float)
+
+
+def fuse(config: SearchConfig, semantic: np.ndarray, answer: np.ndarray,
+         lexical: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One score per entry from the three signals; also returns the normalised BM25."""
+    lex_n = lexical / (lexical + config.bm25_k)
+    score = np.maximum(semantic, config.answer_weight * answer
+                       + (1 - config.answer_weight) * semantic)
+    return score + config.bm25_weight * lex_n, lex_n
+
+
+def decide(config: SearchConfig, total: np.ndarray, semantic: np.ndarray,
+           negative: float) -> tuple[str, np.ndarray]:
+    """answer | suggest | none, and the entries ranked best first."""
+    order = np.argsort(-total)
+    top = total[order[0]]
+    margin = top - total[order[1]] if len(order) > 1 else 1.0
+    if negative - semantic[order[0]] >= config.negative_margin:
+        return "none", order
+    if top >= config.answer_threshold and margin >= config.answer_margin:
+        return "answer", order
+    if top >= config.suggest_threshold:
+        return "suggest", order
+    return "none", order
+
+
+class FaqSearcher:
+    """An index over a snapshot of the entries; rebuilt (cheaply) when the KB version moves."""
+
+    def __init__(self, entries: list[dict[str, Any]], embedder: Embedder,
+                 config: SearchConfig | None = None,
+                 negatives: dict[str, list[str]] | None = None) -> None:
+        self.config = config or SearchConfig.load()
+        self.entries = {e["id"]: e for e in entries}
+        negatives = negatives or {}
+        self.indexes = {lang: LanguageIndex(lang, entries, embedder, negatives.get(lang))
+                        for lang in ("es", "en")}
+        self.embedder = embedder
+
+    def search(self, query: str, lang: str, k: int = 3) -> SearchResult:
+        query = " ".join((query or "").split())[:MAX_QUERY_CHARS]
+        lang = lang if lang in self.indexes else "es"
+        index = self.indexes[lang]
+        if not query or not any(ch.isalnum() for ch in query) or not index.ids:
+            return SearchResult(query, lang, "none")
+        qvec = self.embedder.embed_uncached(query)
+        semantic, answer, lexical = index.scores(qvec, query)
+        total, lex_n = fuse(self.config, semantic, answer, lexical)
+        decision, order = decide(self.config, total, semantic, index.negative_similarity(qvec))
+        cands = [Candidate(index.ids[i], float(total[i]), index.titles[i], float(semantic[i]),
+                           float(lex_n[i])) for i in order[:k]]
+        return SearchResult(query, lang, decision, cands)
+
+    def answer(self, faq_id: str, lang: str) -> dict[str, str] | None:
+        entry = self.entries.get(faq_id)
+        return dict(entry["content"][lang]) if entry else None

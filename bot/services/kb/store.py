@@ -1,0 +1,166 @@
+"""The live knowledge base in the database: edits with revision history and a version number
+that running processes poll to rebuild their search index without retraining."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from bot.db.models import FaqEntry, FaqRevision, utcnow
+from bot.services.kb.loader import KBError, dump_entry, load_directory, validate_entry
+
+
+class KBConflict(KBError):
+    """The entry changed since the editor loaded it (optimistic locking)."""
+
+
+class KBNotFound(KBError):
+    pass
+
+
+@dataclass
+class ImportReport:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+
+
+def kb_version(session: Session) -> int:
+    """Increases with every create/update/delete: the id of the latest revision."""
+    return int(session.execute(select(func.max(FaqRevision.id))).scalar() or 0)
+
+
+def as_dict(entry: FaqEntry) -> dict[str, Any]:
+    return {"id": entry.faq_id, "tags": list(entry.tags or []),
+            "content": copy.deepcopy(entry.content), "version": entry.version,
+            "deleted": entry.deleted, "updated_at": entry.updated_at.isoformat(),
+            "updated_by": entry.updated_by}
+
+
+def _revise(session: Session, entry: FaqEntry, action: str, actor: str) -> None:
+    session.add(FaqRevision(
+        faq_entry_id=entry.id, version=entry.version, action=action, changed_by=actor,
+        snapshot={"tags": entry.tags, "content": entry.content, "deleted": entry.deleted},
+    ))
+
+
+def get(session: Session, faq_id: str, *, lock: bool = False) -> FaqEntry | None:
+    stmt = select(FaqEntry).where(FaqEntry.faq_id == faq_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    return session.execute(stmt).scalar_one_or_none()
+
+
+def list_entries(session: Session, include_deleted: bool = False) -> list[FaqEntry]:
+    stmt = select(FaqEntry).order_by(FaqEntry.faq_id)
+    if not include_deleted:
+        stmt = stmt.where(FaqEntry.deleted.is_(False))
+    return list(session.execute(stmt).scalars())
+
+
+def create(session: Session, raw: dict[str, Any], actor: str) -> FaqEntry:
+    data = validate_entry(raw)
+    existing = get(session, data["id"])
+    if existing is not None and not existing.deleted:
+        raise KBError(f"entry {data['id']!r} already exists")
+    if existing is not None:  # re-creating a deleted entry restores it with new content
+        return _apply(session, existing, data, actor, "restore")
+    entry = FaqEntry(faq_id=data["id"], tags=data["tags"], content=data["content"], version=1,
+                     updated_by=actor, updated_at=utcnow())
+    session.add(entry)
+    session.flush()
+    _revise(session, entry, "create", actor)
+    session.flush()
+    return entry
+
+
+def _apply(session: Session, entry: FaqEntry, data: dict[str, Any], actor: str,
+           action: str) -> FaqEntry:
+    entry.tags = data["tags"]
+    entry.content = data["content"]
+    entry.deleted = False
+    entry.version += 1
+    entry.updated_by = actor
+    entry.updated_at = utcnow()
+    session.flush()
+    _revise(session, entry, action, actor)
+    session.flush()
+    return entry
+
+
+def update(session: Session, faq_id: str, raw: dict[str, Any], actor: str,
+           expected_version: int | None = None) -> FaqEntry:
+    """Replace an entry's content. With `expected_version`, a concurrent edit is a conflict
+    (the editor must reload); without it, last write wins — both revisions are kept."""
+    data = validate_entry({**raw, "id": faq_id})
+    entry = get(session, faq_id, lock=True)
+    if entry is None or entry.deleted:
+        raise KBNotFound(f"no entry {faq_id!r}")
+    if expected_version is not None and entry.version != expected_version:
+        raise KBConflict(f"entry {faq_id!r} is at version {entry.version}, "
+                         f"not {expected_version}: reload and edit again")
+    return _apply(session, entry, data, actor, "update")
+
+
+def delete(session: Session, faq_id: str, actor: str,
+           expected_version: int | None = None) -> FaqEntry:
+    entry = get(session, faq_id, lock=True)
+    if entry is None or entry.deleted:
+        raise KBNotFound(f"no entry {faq_id!r}")
+    if expected_version is not None and entry.version != expected_version:
+        raise KBConflict(f"entry {faq_id!r} changed (version {entry.version}): reload first")
+    entry.deleted = True
+    entry.version += 1
+    entry.updated_by = actor
+    entry.updated_at = utcnow()
+    session.flush()
+    _revise(session, entry, "delete", actor)
+    session.flush()
+    return entry
+
+
+def revisions(session: Session, faq_id: str) -> list[FaqRevision]:
+    entry = get(session, faq_id)
+    if entry is None:
+        raise KBNotFound(f"no entry {faq_id!r}")
+    return list(session.execute(select(FaqRevision).where(FaqRevision.faq_entry_id == entry.id)
+                                .order_by(FaqRevision.id)).scalars())
+
+
+def import_directory(session: Session, path: Path, actor: str = "import",
+                     only_new: bool = False) -> ImportReport:
+    """Validate every file first, then write; the caller's transaction makes it all-or-nothing.
+
+    `only_new` (used by bootstrap) adds missing entries and leaves existing ones alone, so
+    that restarting the product never overwrites what an admin edited live.
+    """
+    entries = load_directory(path)
+    report = ImportReport()
+    for data in entries:
+        existing = get(session, data["id"])
+        if existing is None:
+            create(session, data, actor)
+            report.created += 1
+        elif only_new:
+            report.skipped += 1
+        elif (existing.content == data["content"] and list(existing.tags or []) == data["tags"]
+              and not existing.deleted):
+            report.unchanged += 1
+        else:
+            _apply(session, existing, data, actor, "update")
+            report.updated += 1
+    return report
+
+
+def export_directory(session: Session, path: Path) -> int:
+    path.mkdir(parents=True, exist_ok=True)
+    entries = list_entries(session)
+    for entry in entries:
+        (path / f"{entry.faq_id}.yml").write_text(dump_entry(as_dict(entry)), encoding="utf-8")
+    return len(entries)
