@@ -1,5 +1,5 @@
 # The two commands: `make run` and `make test`. Both bootstrap whatever is missing first.
-.PHONY: run test train bench bench-nlu lint bootstrap lock clean
+.PHONY: run test train bench bench-nlu bench-faq lint bootstrap lock clean
 
 PY := .venv/bin/python
 
@@ -23,8 +23,11 @@ bench: bootstrap
 bench-nlu: bootstrap
 	@$(PY) -m bench.nlu_eval
 
+bench-faq: bootstrap
+	@$(PY) -m bench.faq_eval
+
 lint: bootstrap
-	@$(PY) -m ruff check bot actions tests bench scripts alembic
+	@$(PY) -m ruff check bot actions tests bench scripts alembic nlu_components
 
 # Re-resolve the lock from requirements.in in one pip run (needs network).
 lock:

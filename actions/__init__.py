@@ -3,4 +3,4 @@
 Rasa SDK discovers every ``Action`` subclass in the modules imported here.
 """
 
-from actions import faq, fallback, greeting, language  # noqa: F401
+from actions import fallback, faq, greeting, language  # noqa: F401

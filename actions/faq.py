@@ -95,10 +95,13 @@ class ActionFaqFeedback(Action):
             domain: dict[str, Any]) -> list[dict[str, Any]]:
         intent = (tracker.latest_message or {}).get("intent", {}).get("name")
         answered = tracker.get_slot("faq_id")
-        if intent == "affirm" and answered:
+        positive = intent in ("affirm", "thank")  # "sí, gracias" is often read as thanks
+        if positive and answered:
             record_outcome(tracker, "resolved_bot_confirmed")
             dispatcher.utter_message(response="utter_faq_glad")
-        elif intent == "affirm":
+        elif intent == "thank":
+            dispatcher.utter_message(response="utter_youre_welcome")
+        elif positive:
             dispatcher.utter_message(response="utter_anything_else")
         elif not answered and last_bot_response(tracker) == "utter_offer_human":
             # "No, I'll try again" to the offer of a human

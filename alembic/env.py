@@ -3,7 +3,6 @@
 from logging.config import fileConfig
 
 from alembic import context
-
 from bot.core.config import get_settings
 from bot.db.models import Base
 from bot.db.session import make_engine

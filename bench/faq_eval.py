@@ -39,7 +39,8 @@ def load_dev() -> list[dict]:
     out = []
     for lang in ("es", "en"):
         for item in data[lang]:
-            half = "calib" if int(hashlib.sha1(item["q"].encode()).hexdigest(), 16) % 2 else "holdout"
+            digest = int(hashlib.sha1(item["q"].encode()).hexdigest(), 16)
+            half = "calib" if digest % 2 else "holdout"
             out.append({"q": item["q"], "gold": item["faq_id"], "lang": lang, "half": half})
     return out
 

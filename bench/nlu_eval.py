@@ -50,7 +50,7 @@ def main() -> None:
     elapsed = time.monotonic() - started
     per_lang: dict[str, Counter] = defaultdict(Counter)
     confusions: Counter = Counter()
-    for (lang, gold, text), p in zip(dev, parsed):
+    for (lang, gold, _text), p in zip(dev, parsed, strict=True):
         pred = p["intent"]["name"]
         per_lang[lang]["n"] += 1
         per_lang[lang]["correct"] += pred == gold

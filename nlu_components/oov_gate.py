@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Any, Dict, List, Optional, Text
+from typing import Any, Optional
 
 from rasa.engine.graph import ExecutionContext, GraphComponent
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
@@ -45,10 +45,10 @@ def emojis(text: str) -> set[str]:
 )
 class OutOfVocabularyGate(GraphComponent):
     @staticmethod
-    def get_default_config() -> Dict[Text, Any]:
+    def get_default_config() -> dict[str, Any]:
         return {"prefix_length": 5}
 
-    def __init__(self, config: Dict[Text, Any], model_storage: ModelStorage,
+    def __init__(self, config: dict[str, Any], model_storage: ModelStorage,
                  resource: Resource, vocabulary: Optional[set] = None,
                  known_emojis: Optional[set] = None) -> None:
         self.config = config
@@ -60,8 +60,8 @@ class OutOfVocabularyGate(GraphComponent):
         self._prefixes = {w[:n] for w in self.vocabulary if len(w) >= n}
 
     @classmethod
-    def create(cls, config: Dict[Text, Any], model_storage: ModelStorage,
-               resource: Resource, execution_context: ExecutionContext) -> "OutOfVocabularyGate":
+    def create(cls, config: dict[str, Any], model_storage: ModelStorage,
+               resource: Resource, execution_context: ExecutionContext) -> OutOfVocabularyGate:
         return cls(config, model_storage, resource)
 
     def train(self, training_data: TrainingData) -> Resource:
@@ -80,8 +80,8 @@ class OutOfVocabularyGate(GraphComponent):
         return self._resource
 
     @classmethod
-    def load(cls, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
-             execution_context: ExecutionContext, **kwargs: Any) -> "OutOfVocabularyGate":
+    def load(cls, config: dict[str, Any], model_storage: ModelStorage, resource: Resource,
+             execution_context: ExecutionContext, **kwargs: Any) -> OutOfVocabularyGate:
         try:
             with model_storage.read_from(resource) as model_dir:
                 data = read_json_file(model_dir / _VOCAB_FILE)
@@ -102,7 +102,7 @@ class OutOfVocabularyGate(GraphComponent):
         marks = emojis(text)
         return bool(marks) and not (marks & self.known_emojis)
 
-    def process(self, messages: List[Message]) -> List[Message]:
+    def process(self, messages: list[Message]) -> list[Message]:
         for message in messages:
             intent = message.get("intent")
             text = message.get("text") or ""

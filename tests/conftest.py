@@ -10,8 +10,9 @@ import socket
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 # The developer's .env must not leak into tests: every test builds its own settings.
 os.environ["ENV_FILE"] = os.devnull

@@ -68,3 +68,88 @@ def test_set_language_synonym_and_toggle(dispatcher):
     assert ActionSetLanguage().run(dispatcher, tracker, {})[0]["value"] == "es"
     toggle = make_tracker(slots={"language": "es"})  # "change language" without saying which
     assert ActionSetLanguage().run(dispatcher, toggle, {})[0]["value"] == "en"
+
+
+# --- FAQ ---------------------------------------------------------------------------------
+
+import pytest  # noqa: E402
+
+from actions import faq  # noqa: E402
+from bot.core.config import ROOT  # noqa: E402
+from bot.db.models import Conversation  # noqa: E402
+from bot.services.kb import store  # noqa: E402
+
+
+@pytest.fixture
+def kb_env(action_env):
+    with session_scope(action_env) as s:
+        store.import_directory(s, ROOT / "knowledge_base")
+    faq.knowledge_base.cache_clear()
+    yield action_env
+    faq.knowledge_base.cache_clear()
+
+
+def test_answer_faq_from_text(dispatcher, kb_env):
+    tracker = make_tracker(intent="ask_faq", text="how long does the refund take?",
+                           slots={"language": "en"})
+    events = faq.ActionAnswerFaq().run(dispatcher, tracker, {})
+    assert "14 days" in dispatcher.messages[0]["text"]
+    assert dispatcher.messages[1]["response"] == "utter_ask_faq_resolved"
+    assert events[0]["name"] == "faq_id" and events[0]["value"] == "refund-timing"
+
+
+def test_answer_faq_button_payload_picks_that_entry(dispatcher, kb_env):
+    tracker = make_tracker(intent="ask_faq", text='/ask_faq{"faq_id": "invoices"}',
+                           entities=[{"entity": "faq_id", "value": "invoices"}],
+                           slots={"language": "es"})
+    events = faq.ActionAnswerFaq().run(dispatcher, tracker, {})
+    assert "factura" in dispatcher.messages[0]["text"].lower()
+    assert events[0]["value"] == "invoices"
+
+
+def test_answer_faq_without_text_asks_for_the_question(dispatcher, kb_env):
+    faq.ActionAnswerFaq().run(dispatcher, make_tracker(intent="ask_faq", text="/ask_faq"), {})
+    assert dispatcher.messages[0]["response"] == "utter_ask_faq_question"
+
+
+def test_answer_faq_unknown_is_honest(dispatcher, kb_env):
+    tracker = make_tracker(intent="ask_faq", text="¿vendéis entradas de cine?")
+    events = faq.ActionAnswerFaq().run(dispatcher, tracker, {})
+    assert dispatcher.messages[0]["response"] == "utter_faq_unknown"
+    assert events[0]["value"] is None
+
+
+def test_feedback_yes_records_confirmed_containment(dispatcher, kb_env):
+    with session_scope(kb_env) as s:
+        conv = Conversation(sender="f" * 16, channel="web")
+        s.add(conv)
+        s.flush()
+        cid = conv.id
+    tracker = make_tracker(intent="affirm", slots={"faq_id": "refund-timing"},
+                           metadata={"conversation_id": cid})
+    events = faq.ActionFaqFeedback().run(dispatcher, tracker, {})
+    assert dispatcher.messages[0]["response"] == "utter_faq_glad"
+    assert events[0]["value"] is None
+    with session_scope(kb_env) as s:
+        assert s.get(Conversation, cid).outcome == "resolved_bot_confirmed"
+
+
+def test_feedback_no_offers_human_or_case(dispatcher, kb_env):
+    tracker = make_tracker(intent="deny", slots={"faq_id": "refund-timing"})
+    faq.ActionFaqFeedback().run(dispatcher, tracker, {})
+    assert dispatcher.messages[0]["response"] == "utter_faq_not_solved"
+
+
+def test_feedback_no_to_offer_of_human_just_continues(dispatcher, kb_env):
+    events = [{"event": "bot", "metadata": {"utter_action": "utter_offer_human"}}]
+    faq.ActionFaqFeedback().run(dispatcher, make_tracker(intent="deny", events=events), {})
+    assert dispatcher.messages[0]["response"] == "utter_anything_else"
+
+
+def test_fallback_answers_from_kb_when_it_can(dispatcher, kb_env):
+    tracker = make_tracker(intent="nlu_fallback", text="factura con NIF de empresa",
+                           events=[_user("nlu_fallback")])
+    ActionFallback().run(dispatcher, tracker, {})
+    first = dispatcher.messages[0]
+    assert first.get("text") or first.get("response") == "utter_faq_suggest"
+    assert first.get("response") != "utter_ask_rephrase"

@@ -5,6 +5,7 @@ Tests in this module share one started stack; the last one stops the action serv
 
 from __future__ import annotations
 
+import os
 import time
 
 import httpx
@@ -14,7 +15,7 @@ from sqlalchemy import select
 from bot.db.models import Conversation, Message
 from bot.db.session import session_factory
 from bot.services.language import detect
-from tests.conftest import Chat
+from tests.conftest import Chat, run_cli
 
 SPANISH_MARKERS = ("¡", "¿", "puedo", "ayudarte", "tienda", "hola")
 
@@ -156,7 +157,8 @@ def test_resent_message_id_is_answered_once(stack):
     assert len([r for r in transcript(stack, chat.sender) if r.direction == "in"]) == 1
 
 
-@pytest.mark.parametrize("sender", ["short", "has spaces in it 123", "x" * 200, "ñandú-ñandú-ñandú"])
+@pytest.mark.parametrize(
+    "sender", ["short", "has spaces in it 123", "x" * 200, "ñandú-ñandú-ñandú"])
 def test_invalid_sender_is_refused(stack, sender):
     resp = httpx.post(f"{stack.hub_url}/api/messages", json={"sender": sender, "text": "hola"})
     assert resp.status_code == 422
@@ -179,6 +181,60 @@ def test_concurrent_turns_of_one_conversation_are_all_recorded(stack):
     rows = transcript(stack, chat.sender)
     assert len([r for r in rows if r.direction == "in"]) == 4
     assert len({r.conversation_id for r in rows}) == 1
+
+
+def _conversation(stack, sender: str) -> Conversation:
+    with session_factory(stack.settings.database_url)() as s:
+        return s.execute(select(Conversation).where(Conversation.sender == sender)
+                         .order_by(Conversation.id.desc())).scalars().first()
+
+
+def _payloads(messages) -> list[str]:
+    return [b["payload"] for m in messages for b in m.get("buttons", [])]
+
+
+def test_faq_answer_then_confirmed_containment_es(stack):
+    chat = Chat(stack.hub_url, locale="es-ES")
+    reply = chat.say("¿cuánto tarda en llegar el reembolso cuando devuelvo algo?")
+    assert "14 días" in Chat.texts(reply)  # refund-timing, from the knowledge base
+    assert {"/affirm", "/deny"} <= set(_payloads(reply))  # "did this solve it?"
+    assert_language(chat.say("sí, gracias"), "es")
+    assert _conversation(stack, chat.sender).outcome == "resolved_bot_confirmed"
+
+
+def test_faq_answer_not_solved_offers_a_way_forward_en(stack):
+    chat = Chat(stack.hub_url, locale="en-GB")
+    reply = chat.say("how long is the warranty on a washing machine?")
+    assert "3-year" in Chat.texts(reply) or "3 years" in Chat.texts(reply)
+    follow = chat.say("no")
+    assert "/request_human" in _payloads(follow)
+    assert_language(follow, "en")
+    assert _conversation(stack, chat.sender).outcome == "faq_not_solved"
+
+
+def test_faq_unknown_is_honest_and_offers_a_human(stack):
+    chat = Chat(stack.hub_url, locale="es-ES")
+    reply = chat.say("¿vendéis entradas para el concierto de mañana?")
+    texts = Chat.texts(reply)
+    assert "/request_human" in _payloads(reply), texts
+    assert "14 días" not in texts
+
+
+def test_suggestion_button_answers_that_entry(stack):
+    chat = Chat(stack.hub_url, locale="en")
+    reply = chat.say('/ask_faq{"faq_id": "invoices"}')
+    assert "invoice" in Chat.texts(reply).lower()
+
+
+def test_live_kb_edit_changes_the_running_bot(stack):
+    env = {**os.environ, "DATABASE_URL": stack.settings.database_url}
+    chat = Chat(stack.hub_url, locale="es-ES")
+    question = "¿a qué hora abre el servicio de atención al cliente?"
+    assert "9:00" in Chat.texts(chat.say(question))
+    new = "Nuevo horario de prueba: atendemos de 8:00 a 22:00 todos los días."
+    edit = run_cli("kb", "set-answer", "contact-hours", "--lang", "es", "--text", new, env=env)
+    assert edit.returncode == 0, edit.stderr
+    assert new in Chat.texts(Chat(stack.hub_url, locale="es-ES").say(question))
 
 
 def test_action_server_down_gets_an_apology_and_keeps_the_message(stack):

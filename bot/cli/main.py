@@ -30,7 +30,6 @@ def cmd_setup(args: argparse.Namespace, settings: Settings) -> int:
     """Everything the stack needs in the database: schema, demo data, KB, first admin."""
     from bot.db.migrate import upgrade
     from bot.services import demo, users
-
     from bot.services.kb import store
     from bot.services.kb.live import KB_DIR, LiveKnowledgeBase
 
@@ -47,7 +46,8 @@ def cmd_setup(args: argparse.Namespace, settings: Settings) -> int:
             os.environ.get("ADMIN_PASSWORD") or None,
         )
         if password:
-            print(f"first admin created: user 'admin' (password from ADMIN_PASSWORD or: {password})")
+            print("first admin created: user 'admin' "
+                  f"(password from ADMIN_PASSWORD or: {password})")
     LiveKnowledgeBase(settings.database_url).current()  # warms the embedding cache (var/)
     return 0
 

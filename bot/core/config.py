@@ -57,7 +57,7 @@ class Settings:
     log_level: str = "INFO"
 
     @classmethod
-    def from_env(cls) -> "Settings":
+    def from_env(cls) -> Settings:
         values: dict[str, object] = {}
         dotenv = _dotenv()
         for f in fields(cls):

@@ -200,6 +200,9 @@ class FaqEntry(Base):
     deleted = Column(Boolean, nullable=False, default=False)
     updated_at = Column(DateTime, nullable=False, default=utcnow)
     updated_by = Column(String(64), nullable=False, default="system")
+    # Optimistic locking: every UPDATE checks the version it read, so two concurrent edits
+    # can never silently overwrite each other (the loser gets a conflict).
+    __mapper_args__ = {"version_id_col": version}
 
 
 class FaqRevision(Base):

@@ -33,7 +33,7 @@ class Embedder:
     def _load(self) -> None:
         try:
             with np.load(self.cache_path, allow_pickle=False) as data:
-                self._cache = dict(zip(data["keys"].tolist(), data["vectors"]))
+                self._cache = dict(zip(data["keys"].tolist(), data["vectors"], strict=True))
         except (OSError, KeyError, ValueError):
             self._cache = {}
 
@@ -64,7 +64,7 @@ class Embedder:
             vecs = np.asarray(fn([texts[i] for i in missing]), dtype=np.float32)
             vecs /= np.linalg.norm(vecs, axis=1, keepdims=True) + 1e-9
             with self._lock:
-                for i, v in zip(missing, vecs):
+                for i, v in zip(missing, vecs, strict=True):
                     self._cache[keys[i]] = v
                 self._dirty = True
         with self._lock:

@@ -69,9 +69,11 @@ def load_directory(path: Path) -> list[dict[str, Any]]:
         except yaml.YAMLError as exc:
             raise KBError(f"{file.name}: not valid YAML ({exc})") from exc
         for i, raw in enumerate(data if isinstance(data, list) else [data]):
-            entry = validate_entry(raw, f"{file.name}" + (f"[{i}]" if isinstance(data, list) else ""))
+            where = f"{file.name}[{i}]" if isinstance(data, list) else file.name
+            entry = validate_entry(raw, where)
             if entry["id"] in seen:
-                raise KBError(f"duplicate id {entry['id']!r} in {seen[entry['id']]} and {file.name}")
+                raise KBError(
+                    f"duplicate id {entry['id']!r} in {seen[entry['id']]} and {file.name}")
             seen[entry["id"]] = file.name
             entries.append(entry)
     return entries

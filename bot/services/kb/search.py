@@ -33,7 +33,7 @@ class SearchConfig:
     negative_margin: float = 0.0
 
     @classmethod
-    def load(cls, path: Path = CALIBRATION_FILE) -> "SearchConfig":
+    def load(cls, path: Path = CALIBRATION_FILE) -> SearchConfig:
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError):

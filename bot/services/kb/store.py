@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from bot.db.models import FaqEntry, FaqRevision, utcnow
 from bot.services.kb.loader import KBError, dump_entry, load_directory, validate_entry
@@ -43,6 +44,15 @@ def as_dict(entry: FaqEntry) -> dict[str, Any]:
             "updated_by": entry.updated_by}
 
 
+def _flush_versioned(session: Session, entry: FaqEntry) -> None:
+    """Write with the version check; a concurrent edit that got there first is a conflict."""
+    try:
+        session.flush()
+    except StaleDataError as exc:
+        raise KBConflict(f"entry {entry.faq_id!r} was changed by someone else meanwhile: "
+                         "reload and edit again") from exc
+
+
 def _revise(session: Session, entry: FaqEntry, action: str, actor: str) -> None:
     session.add(FaqRevision(
         faq_entry_id=entry.id, version=entry.version, action=action, changed_by=actor,
@@ -71,7 +81,7 @@ def create(session: Session, raw: dict[str, Any], actor: str) -> FaqEntry:
         raise KBError(f"entry {data['id']!r} already exists")
     if existing is not None:  # re-creating a deleted entry restores it with new content
         return _apply(session, existing, data, actor, "restore")
-    entry = FaqEntry(faq_id=data["id"], tags=data["tags"], content=data["content"], version=1,
+    entry = FaqEntry(faq_id=data["id"], tags=data["tags"], content=data["content"],
                      updated_by=actor, updated_at=utcnow())
     session.add(entry)
     session.flush()
@@ -85,10 +95,9 @@ def _apply(session: Session, entry: FaqEntry, data: dict[str, Any], actor: str,
     entry.tags = data["tags"]
     entry.content = data["content"]
     entry.deleted = False
-    entry.version += 1
     entry.updated_by = actor
     entry.updated_at = utcnow()
-    session.flush()
+    _flush_versioned(session, entry)
     _revise(session, entry, action, actor)
     session.flush()
     return entry
@@ -97,7 +106,8 @@ def _apply(session: Session, entry: FaqEntry, data: dict[str, Any], actor: str,
 def update(session: Session, faq_id: str, raw: dict[str, Any], actor: str,
            expected_version: int | None = None) -> FaqEntry:
     """Replace an entry's content. With `expected_version`, a concurrent edit is a conflict
-    (the editor must reload); without it, last write wins — both revisions are kept."""
+    (the editor must reload); without it, last write wins and both revisions are kept —
+    except for two truly simultaneous writes, where the second gets a conflict, never a loss."""
     data = validate_entry({**raw, "id": faq_id})
     entry = get(session, faq_id, lock=True)
     if entry is None or entry.deleted:
@@ -116,10 +126,9 @@ def delete(session: Session, faq_id: str, actor: str,
     if expected_version is not None and entry.version != expected_version:
         raise KBConflict(f"entry {faq_id!r} changed (version {entry.version}): reload first")
     entry.deleted = True
-    entry.version += 1
     entry.updated_by = actor
     entry.updated_at = utcnow()
-    session.flush()
+    _flush_versioned(session, entry)
     _revise(session, entry, "delete", actor)
     session.flush()
     return entry
