@@ -41,13 +41,12 @@ def cmd_setup(args: argparse.Namespace, settings: Settings) -> int:
         added = demo.load(session)
         if added:
             print(f"demo data loaded ({added} customers)")
-        password = users.ensure_first_admin(
-            session, os.environ.get("ADMIN_USERNAME", "admin"),
-            os.environ.get("ADMIN_PASSWORD") or None,
-        )
+        username = _env("ADMIN_USERNAME", "admin")
+        given = _env("ADMIN_PASSWORD", "")
+        password = users.ensure_first_admin(session, username, given or None)
         if password:
-            print("first admin created: user 'admin' "
-                  f"(password from ADMIN_PASSWORD or: {password})")
+            where = "ADMIN_PASSWORD in .env" if given else f"generated: {password}"
+            print(f"first admin created: user {username!r}, password: {where}")
     LiveKnowledgeBase(settings.database_url).current()  # warms the embedding cache (var/)
     return 0
 
@@ -154,6 +153,42 @@ def _kb_search(args: argparse.Namespace, settings: Settings) -> int:
         best = result.candidates[0] if result.candidates else None
         print("no answer in the knowledge base"
               + (f" (closest: {best.faq_id}, score {best.score:.3f})" if best else ""))
+    return 0
+
+
+def cmd_cases(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.services import cases
+    from bot.services.identifiers import find_case_number
+
+    with session_scope(settings.database_url) as session:
+        if args.cases_cmd == "show":
+            number = find_case_number(args.number)
+            case = cases.get_by_number(session, number) if number else None
+            if case is None:
+                print(f"error: no case {args.number!r}", file=sys.stderr)
+                return 1
+            data = cases.as_dict(case)
+            if args.json:
+                _print_json(data)
+                return 0
+            print(f"{data['number']}  {data['type']}  {data['status']}  "
+                  f"opened {data['created_at'][:16]}")
+            for key in ("category", "description", "resolution"):
+                if data[key]:
+                    print(f"  {key}: {data[key]}")
+            for e in data["events"]:
+                change = f"{e['from'] or ''}→{e['to']}" if e["to"] else ""
+                print(f"  {e['at'][:16]} {e['kind']:9} {change:24} {e['actor']} "
+                      f"{'[internal] ' if e['internal'] else ''}{e['note'] or ''}")
+        else:
+            rows = [cases.as_dict(c) for c in cases.list_cases(session, status=args.status)]
+            if args.json:
+                _print_json(rows)
+                return 0
+            for r in rows:
+                print(f"{r['number']:18} {r['type']:9} {r['status']:17} {r['created_at'][:16]}")
+            if not rows:
+                print("no cases")
     return 0
 
 
@@ -272,6 +307,18 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--actor", default=os.environ.get("USER", "cli"))
     for name in ("import", "export", "list", "search", "set-answer", "delete", "history"):
         kb.choices[name].set_defaults(func=cmd_kb)
+
+    cases_p = sub.add_parser("cases", help="warranty, return and support cases")
+    cases_sub = cases_p.add_subparsers(dest="cases_cmd", required=True)
+    show = cases_sub.add_parser("show", help="one case with its events and survey")
+    show.add_argument("number")
+    show.add_argument("--json", action="store_true")
+    lst = cases_sub.add_parser("list", help="cases, newest first")
+    lst.add_argument("--status", choices=["open", "in_progress", "waiting_customer",
+                                          "resolved", "closed"])
+    lst.add_argument("--json", action="store_true")
+    for p in (show, lst):
+        p.set_defaults(func=cmd_cases)
 
     users = sub.add_parser("users", help="staff users").add_subparsers(dest="users_cmd",
                                                                        required=True)

@@ -53,6 +53,10 @@ class Settings:
     extended_warranty_years: int = 2
     return_days: int = 30
     refund_days: int = 14
+    order_service: str = "db"  # db | rest
+    order_api_url: str = ""
+    order_api_token: str = ""
+    order_api_timeout: float = 3.0
     secret_key: str = ""
     log_level: str = "INFO"
 

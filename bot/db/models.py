@@ -16,7 +16,6 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    Numeric,
     String,
     Text,
     UniqueConstraint,
@@ -73,7 +72,7 @@ class OrderLine(Base):
     line_no = Column(Integer, nullable=False)
     product_id = Column(Integer, ForeignKey("products.id"), nullable=False)
     quantity = Column(Integer, nullable=False, default=1)
-    unit_price = Column(Numeric(10, 2), nullable=False)
+    unit_price_cents = Column(Integer, nullable=False)  # integer cents: exact on SQLite too
     extended_warranty = Column(Boolean, nullable=False, default=False)
     order = relationship("Order", back_populates="lines")
     product = relationship("Product")

@@ -70,7 +70,7 @@ def load(session: Session, today: date | None = None) -> int:
             product = Product(sku=sku, name_es=es, name_en=en, category=cat, is_demo=True)
             session.add(product)
         products[sku] = product
-    prices = {p[0]: Decimal(p[4]) for p in PRODUCTS}
+    prices = {p[0]: int(Decimal(p[4]) * 100) for p in PRODUCTS}
     for name, email, phone, lang, orders in CUSTOMERS:
         customer = Customer(name=name, email=email, phone=phone, language=lang, is_demo=True)
         session.add(customer)
@@ -82,7 +82,8 @@ def load(session: Session, today: date | None = None) -> int:
             session.add(order)
             for i, (sku, ext) in enumerate(lines, start=1):
                 session.add(OrderLine(order=order, line_no=i, product=products[sku],
-                                      quantity=1, unit_price=prices[sku], extended_warranty=ext))
+                                      quantity=1, unit_price_cents=prices[sku],
+                                      extended_warranty=ext))
     session.flush()
     return len(CUSTOMERS)
 

@@ -1,0 +1,169 @@
+"""Understanding the customer's typed answers to form questions, in Spanish and English.
+
+Buttons send canonical values; people type "no enciende", "hace 2 semanas", "prefiero que me
+devuelvan el dinero". These parsers map such text to the canonical value or return None so
+the form can ask again with an example.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import date, timedelta
+
+
+def fold(text: str) -> str:
+    text = unicodedata.normalize("NFD", (text or "").lower())
+    return " ".join("".join(c for c in text if unicodedata.category(c) != "Mn").split())
+
+
+def _match(text: str, table: dict[str, tuple[str, ...]]) -> str | None:
+    t = fold(text)
+    if t in table:
+        return t
+    for value, keywords in table.items():
+        if any(re.search(rf"(?<!\w){re.escape(k)}", t) for k in keywords):
+            return value
+    return None
+
+
+PROBLEM_CATEGORIES: dict[str, tuple[str, ...]] = {
+    "no_power": ("no enciende", "no arranca", "no prende", "no funciona nada", "no se enciende",
+                 "sin corriente", "won't turn on", "wont turn on", "doesn't turn on",
+                 "does not turn on", "dead", "no power", "not turning on", "won't start"),
+    "damaged": ("roto", "rota", "rotura", "golpe", "abollad", "rayad", "agriet", "partid",
+                "damag", "broken", "cracked", "dent", "scratch", "smashed"),
+    "noise": ("ruido", "suena", "pita", "vibra", "zumbido", "noise", "noisy", "rattl",
+              "buzz", "beep", "vibrat", "squeak"),
+    "missing_parts": ("falta", "faltan", "sin piezas", "incomplet", "missing", "not included",
+                      "piece", "screws"),
+    "software": ("software", "actualiz", "app ", "aplicacion", "wifi", "wi-fi", "pantalla se",
+                 "se cuelga", "error", "firmware", "update", "bluetooth", "freez", "crash"),
+    "other": ("otro", "otra cosa", "other", "something else"),
+}
+
+RESOLUTIONS: dict[str, tuple[str, ...]] = {
+    "repair": ("repar", "arregl", "fix", "repair", "tecnico", "technician"),
+    "replacement": ("cambi", "sustitu", "reemplaz", "nuevo", "otro igual", "replace",
+                    "new one", "swap"),
+    "refund": ("reembols", "devuelv", "dinero", "plata", "abono", "refund", "money back"),
+}
+
+RETURN_REASONS: dict[str, tuple[str, ...]] = {
+    "arrived_damaged": ("llego roto", "llego rota", "llego dañad", "llego danad", "vino roto",
+                        "golpe", "arrived broken", "arrived damaged", "damaged", "broken",
+                        "roto", "rota"),
+    "wrong_item": ("equivoc", "no es lo que pedi", "otro producto", "wrong", "not what i ordered",
+                   "different item"),
+    "not_as_described": ("no es como", "no coincide", "descripcion", "diferente a la foto",
+                         "not as described", "doesn't match", "does not match", "different from"),
+    "doesnt_fit": ("no cabe", "no entra", "talla", "tamano", "medida", "grande", "pequen",
+                   "doesn't fit", "does not fit", "too big", "too small", "size"),
+    "changed_mind": ("cambiado de opinion", "arrepent", "ya no lo quiero", "no me gusta",
+                     "no lo necesito", "changed my mind", "don't want", "dont want",
+                     "don't like", "no longer need"),
+}
+
+RETURN_TYPES: dict[str, tuple[str, ...]] = {
+    "exchange": ("cambi", "otro modelo", "otra talla", "otro color", "exchange", "swap",
+                 "another size", "another model", "different colour", "different color"),
+    "return": ("devol", "devuelv", "reembols", "dinero", "return", "refund", "money back"),
+}
+
+
+def problem_category(text: str) -> str | None:
+    return _match(text, PROBLEM_CATEGORIES)
+
+
+def resolution(text: str) -> str | None:
+    return _match(text, RESOLUTIONS)
+
+
+def return_reason(text: str) -> str | None:
+    return _match(text, RETURN_REASONS)
+
+
+def return_type(text: str) -> str | None:
+    return _match(text, RETURN_TYPES)
+
+
+# --- dates -----------------------------------------------------------------------------------
+
+MONTHS = {
+    "enero": 1, "febrero": 2, "marzo": 3, "abril": 4, "mayo": 5, "junio": 6, "julio": 7,
+    "agosto": 8, "septiembre": 9, "setiembre": 9, "octubre": 10, "noviembre": 11,
+    "diciembre": 12, "january": 1, "february": 2, "march": 3, "april": 4, "may": 5,
+    "june": 6, "july": 7, "august": 8, "september": 9, "october": 10, "november": 11,
+    "december": 12, "jan": 1, "feb": 2, "mar": 3, "apr": 4, "jun": 6, "jul": 7, "aug": 8,
+    "sep": 9, "sept": 9, "oct": 10, "nov": 11, "dec": 12, "ene": 1, "abr": 4, "ago": 8,
+    "dic": 12,
+}
+NUMBERS = {"un": 1, "una": 1, "uno": 1, "dos": 2, "tres": 3, "cuatro": 4, "cinco": 5,
+           "seis": 6, "siete": 7, "ocho": 8, "nueve": 9, "diez": 10, "a": 1, "an": 1,
+           "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
+           "eight": 8, "nine": 9, "ten": 10, "couple": 2, "par": 2}
+UNITS = {"dia": 1, "dias": 1, "day": 1, "days": 1, "semana": 7, "semanas": 7, "week": 7,
+         "weeks": 7, "mes": 30, "meses": 30, "month": 30, "months": 30, "ano": 365,
+         "anos": 365, "year": 365, "years": 365}
+UNKNOWN = ("no se", "no lo se", "ni idea", "no recuerdo", "no me acuerdo", "don't know",
+           "dont know", "not sure", "no idea", "can't remember", "cant remember")
+
+
+def _build(year: int, month: int, day: int) -> date | None:
+    try:
+        return date(year, month, day)
+    except ValueError:
+        return None
+
+
+def parse_date(text: str, today: date | None = None) -> date | str | None:
+    """A past date from "ayer", "hace 2 semanas", "el 3 de marzo", "3/3/2026", "yesterday",
+    "two weeks ago", "March 3"… ; "unknown" when the customer does not know; None when the
+    text is not a date (or is in the future)."""
+    today = today or date.today()
+    t = fold(text)
+    if not t:
+        return None
+    if any(u in t for u in UNKNOWN):
+        return "unknown"
+    found: date | None = None
+    if re.search(r"\b(hoy|today|esta manana|this morning)\b", t):
+        found = today
+    elif re.search(r"\b(anteayer|antes de ayer|day before yesterday)\b", t):
+        found = today - timedelta(days=2)
+    elif re.search(r"\b(ayer|yesterday)\b", t):
+        found = today - timedelta(days=1)
+    elif m := re.search(r"\b(?:hace|desde hace)\s+(?:unos?\s+|unas\s+)?(\d+|\w+)\s+(\w+)", t):
+        n = int(m.group(1)) if m.group(1).isdigit() else NUMBERS.get(m.group(1))
+        unit = UNITS.get(m.group(2))
+        if n and unit:
+            found = today - timedelta(days=n * unit)
+    elif m := re.search(r"\b(\d+|\w+)\s+(\w+)\s+ago\b", t):
+        n = int(m.group(1)) if m.group(1).isdigit() else NUMBERS.get(m.group(1))
+        unit = UNITS.get(m.group(2))
+        if n and unit:
+            found = today - timedelta(days=n * unit)
+    elif m := re.search(r"\b(?:la semana pasada|last week)\b", t):
+        found = today - timedelta(days=7)
+    elif m := re.search(r"\b(?:el mes pasado|last month)\b", t):
+        found = today - timedelta(days=30)
+    elif m := re.search(r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b", t):
+        found = _build(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+    elif m := re.search(r"\b(\d{1,2})[/.-](\d{1,2})(?:[/.-](\d{2,4}))?\b", t):
+        year = int(m.group(3)) if m.group(3) else today.year
+        year = year + 2000 if year < 100 else year
+        found = _build(year, int(m.group(2)), int(m.group(1)))  # day/month, as in Spain
+    elif m := re.search(r"\b(\d{1,2})\s+(?:de\s+)?([a-z]+)(?:\s+(?:de\s+)?(\d{4}))?", t):
+        month = MONTHS.get(m.group(2))
+        if month:
+            found = _build(int(m.group(3) or today.year), month, int(m.group(1)))
+    if found is None:
+        if m := re.search(r"\b([a-z]+)\s+(\d{1,2})(?:st|nd|rd|th)?(?:,?\s+(\d{4}))?\b", t):
+            month = MONTHS.get(m.group(1))
+            if month:
+                found = _build(int(m.group(3) or today.year), month, int(m.group(2)))
+    if found is not None and found > today and not re.search(r"\d{4}", t):
+        found = _build(found.year - 1, found.month, found.day)  # "3 de diciembre" in January
+    if found is None or found > today:
+        return None
+    return found
