@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rasa_sdk import Action, Tracker
+from rasa_sdk.events import FollowupAction
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.base import language_of
@@ -41,6 +42,9 @@ class ActionFallback(Action):
     def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
     ) -> list[dict[str, Any]]:
+        form = (tracker.active_loop or {}).get("name")
+        if form:  # inside a form the text is an answer: let the form validate it
+            return [FollowupAction(form)]
         text = customer_text(tracker)
         if text:
             lang = language_of(tracker)

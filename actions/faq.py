@@ -37,19 +37,23 @@ def requested_faq_id(tracker: Tracker) -> str | None:
     return next(iter(tracker.get_latest_entity_values("faq_id")), None)
 
 
-def send_answer(dispatcher: CollectingDispatcher, faq_id: str, lang: str) -> list[dict]:
+def send_answer(dispatcher: CollectingDispatcher, faq_id: str, lang: str,
+                in_form: bool = False) -> list[dict]:
     answer = knowledge_base().answer(faq_id, lang)
     if answer is None:
         return []
     dispatcher.utter_message(text=answer["answer"])
+    if in_form:  # the form asks its next question right after; no "did this help?"
+        return []
     dispatcher.utter_message(response="utter_ask_faq_resolved")
     return [SlotSet("faq_id", faq_id)]
 
 
-def respond(dispatcher: CollectingDispatcher, result: SearchResult, lang: str) -> list[dict]:
+def respond(dispatcher: CollectingDispatcher, result: SearchResult, lang: str,
+            in_form: bool = False) -> list[dict]:
     """Answer, offer the best candidates, or say honestly that we do not know."""
     if result.decision == "answer":
-        return send_answer(dispatcher, result.candidates[0].faq_id, lang)
+        return send_answer(dispatcher, result.candidates[0].faq_id, lang, in_form)
     if result.decision == "suggest":
         buttons = [{"title": c.title, "payload": f'/ask_faq{{"faq_id": "{c.faq_id}"}}'}
                    for c in result.candidates[:3]]
@@ -75,7 +79,8 @@ class ActionAnswerFaq(Action):
         if not text:  # the "I have a question" button
             dispatcher.utter_message(response="utter_ask_faq_question")
             return [SlotSet("faq_id", None)]
-        return respond(dispatcher, knowledge_base().search(text, lang), lang)
+        in_form = bool((tracker.active_loop or {}).get("name"))
+        return respond(dispatcher, knowledge_base().search(text, lang), lang, in_form)
 
 
 def record_outcome(tracker: Tracker, outcome: str) -> None:

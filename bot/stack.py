@@ -71,26 +71,33 @@ class Stack:
         )
         log.close()
 
-    def start(self) -> None:
+    def commands(self) -> dict[str, list[str]]:
+        py = sys.executable
+        return {
+            "actions": [py, "-m", "rasa_sdk", "--actions", "actions",
+                        "-p", str(self.action_port)],
+            "rasa": [
+                str(Path(py).parent / "rasa"), "run", "-m", str(model_path()), "--enable-api",
+                "--auth-token", self.settings.rasa_token, "-i", "127.0.0.1",
+                "-p", str(self.rasa_port), "--endpoints", "endpoints.yml",
+                "--credentials", "credentials.yml",
+            ],
+            "hub": [
+                py, "-m", "uvicorn", "--factory", "bot.hub.app:create_app",
+                "--host", self.settings.hub_host, "--port", str(self.settings.hub_port),
+                "--no-access-log",
+            ],
+        }
+
+    def start(self, only: str | None = None) -> None:
+        """Start all three processes (or one of them again, e.g. after a fault test)."""
         if not self.settings.rasa_token:
             raise RuntimeError("RASA_TOKEN is empty: Rasa's HTTP API must not run without one")
         if not model_path().exists():
             raise RuntimeError(f"no trained model at {model_path()}: run `make train`")
-        py = sys.executable
-        bindir = Path(py).parent
-        self._spawn("actions", [py, "-m", "rasa_sdk", "--actions", "actions",
-                                "-p", str(self.action_port)])
-        self._spawn("rasa", [
-            str(bindir / "rasa"), "run", "-m", str(model_path()), "--enable-api",
-            "--auth-token", self.settings.rasa_token, "-i", "127.0.0.1",
-            "-p", str(self.rasa_port), "--endpoints", "endpoints.yml",
-            "--credentials", "credentials.yml",
-        ])
-        self._spawn("hub", [
-            py, "-m", "uvicorn", "--factory", "bot.hub.app:create_app",
-            "--host", self.settings.hub_host, "--port", str(self.settings.hub_port),
-            "--no-access-log",
-        ])
+        for name, cmd in self.commands().items():
+            if only in (None, name):
+                self._spawn(name, cmd)
 
     def dead(self) -> list[str]:
         return [name for name, p in self.procs.items() if p.poll() is not None]

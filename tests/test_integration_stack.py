@@ -238,7 +238,7 @@ def test_live_kb_edit_changes_the_running_bot(stack):
 
 
 def test_action_server_down_gets_an_apology_and_keeps_the_message(stack):
-    """Runs last in this module: stops the action server of the shared stack."""
+    """Stops the action server of the shared stack, then starts it again."""
     stack.stop_one("actions")
     chat = Chat(stack.hub_url, locale="en")
     started = time.monotonic()
@@ -249,3 +249,5 @@ def test_action_server_down_gets_an_apology_and_keeps_the_message(stack):
     assert rows[0].text == "hello" and rows[0].status == "failed"
     assert rows[1].author == "system"
     assert httpx.get(f"{stack.hub_url}/healthz").status_code == 503
+    stack.start(only="actions")  # leave the shared stack as we found it
+    stack.wait_healthy(timeout=60)

@@ -104,10 +104,30 @@ def _rasa(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
                           text=True, timeout=timeout)
 
 
+ACTIONS_SOURCE = "\n".join(p.read_text() for p in (ROOT / "actions").glob("*.py"))
+
+
 def test_rasa_data_validate_is_clean():
-    result = _rasa("data", "validate", "--domain", "domain.yml", "--data", "data",
-                   "--fail-on-warnings")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    """No errors and no warnings, except responses that custom actions send themselves
+    (Rasa's validator only looks at stories and rules); those must really be used."""
+    result = _rasa("data", "validate", "--domain", "domain.yml", "--data", "data")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    warnings = [line for line in output.splitlines() if "UserWarning" in line]
+    unexplained = []
+    for line in warnings:
+        m = re.search(r"The utterance '(\w+)' is not used in any story or rule", line)
+        # utter_default is sent by Rasa's own action_default_fallback
+        if m and (f'"{m.group(1)}"' in ACTIONS_SOURCE or m.group(1).startswith("utter_ask_")
+                  or m.group(1) == "utter_default"):
+            continue
+        unexplained.append(line)
+    assert not unexplained, "\n".join(unexplained)
+
+
+def test_responses_sent_by_actions_exist():
+    used = set(re.findall(r'"(utter_\w+)"', ACTIONS_SOURCE)) - {"utter_action"}  # event key
+    assert used and used <= set(DOMAIN["responses"]), used - set(DOMAIN["responses"])
 
 
 def test_rasa_test_stories_pass():

@@ -8,6 +8,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import httpx
@@ -43,22 +44,24 @@ def test_run_starts_three_processes_and_ctrl_c_stops_them(tmp_path):
     assert run_cli("setup", env=env).returncode == 0
     proc = subprocess.Popen([sys.executable, "-m", "bot", "run"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")),
+                              daemon=True)
+    reader.start()
     try:
         deadline = time.monotonic() + 240
-        healthy = False
         while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                if httpx.get(f"http://127.0.0.1:{hub_port}/healthz", timeout=3).status_code == 200:
-                    healthy = True
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        assert healthy, "stack never became healthy"
+            if any("Press Ctrl-C" in line for line in list(lines)):
+                break
+            time.sleep(0.5)
+        assert any("Press Ctrl-C" in line for line in list(lines)), "".join(lines)[-2000:]
+        assert httpx.get(f"http://127.0.0.1:{hub_port}/healthz", timeout=10).status_code == 200
         children = _children(proc.pid)
         assert len(children) == 3
         proc.send_signal(signal.SIGINT)
-        output, _ = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
+        reader.join(timeout=5)
+        output = "".join(lines)
         assert proc.returncode == 0, output[-2000:]
         assert "Postventa assistant is running" in output and "stopped." in output
         time.sleep(0.5)

@@ -111,3 +111,13 @@ def test_mixed_language_message_picks_dominant():
     d = language.decide(text="hola, my order has not arrived and I need help",
                         locale=None, previous=None, previous_source=None)
     assert d.language == "en"
+
+
+def test_button_payloads_do_not_switch_language(stack):
+    from tests.conftest import Chat
+
+    chat = Chat(stack.hub_url, locale="es-ES")
+    chat.say("hola")
+    reply = chat.say('/inform{"return_type": "return", "return_reason": "changed_mind"}')
+    text = Chat.texts(reply)
+    assert language.detect(text).language == "es", text

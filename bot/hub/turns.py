@@ -113,7 +113,9 @@ class TurnService:
 
         text = clean_text((raw_text or "")[: s.max_message_chars])
         decision = language.decide(
-            text=text, locale=metadata.get("locale"), previous=conv.language,
+            # a button payload (/intent{...}) says nothing about the customer's language
+            text="" if text.startswith("/") else text,
+            locale=metadata.get("locale"), previous=conv.language,
             previous_source=conv.language_source, default=s.default_language,
         )
         conv.language, conv.language_source = decision.language, decision.source

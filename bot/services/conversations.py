@@ -52,7 +52,9 @@ def open_or_continue(
             return Opened(current, False, False)
         current.status = "closed"
         current.ended_at = current.last_activity_at
-        current.outcome = current.outcome or "ended_idle"
+        # a form left half-way counts as abandoned (nothing of it was written)
+        current.outcome = ("abandoned" if current.outcome == "form_in_progress"
+                           else current.outcome or "ended_idle")
     conv = Conversation(
         sender=sender,
         channel=channel,
@@ -123,6 +125,7 @@ def transcript(session: Session, conversation_id: int) -> list[Message]:
 
 # Outcomes that a later one must not overwrite with something weaker.
 _FINAL_OUTCOMES = {"resolved_bot_confirmed", "case_opened", "escalated"}
+# (a later FAQ answer or a new form does not erase that a case was opened)
 
 
 def set_outcome(session: Session, conversation_id: int, outcome: str) -> None:

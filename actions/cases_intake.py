@@ -1,0 +1,644 @@
+"""Warranty claims, returns/exchanges and case status: guided intake with Rasa forms.
+
+Validation is here (one ``Validate<Form>`` per form, identification shared in a base class);
+rules and data live in ``bot`` services: order lookup and verification, eligibility, case
+creation. Nothing is written to the case database before the customer confirms the summary.
+"""
+
+from __future__ import annotations
+
+from abc import ABCMeta, abstractmethod
+from datetime import date
+from typing import Any
+
+from rasa_sdk import Action, FormValidationAction, Tracker
+from rasa_sdk.events import ActiveLoop, EventType, FollowupAction, SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+from rasa_sdk.types import DomainDict
+
+from actions.base import db_session, language_of, message_metadata
+from bot.core.config import get_settings
+from bot.db.models import Customer
+from bot.services import cases, parsing
+from bot.services import conversations as convs
+from bot.services.identifiers import find_case_number, find_order_number
+from bot.services.labels import label, options
+from bot.services.orders import (
+    OrderInfo,
+    OrderServiceUnavailable,
+    order_service,
+    verify_customer,
+)
+from bot.services.policy import return_eligibility, warranty_eligibility
+
+MAX_VERIFY_ATTEMPTS = 3
+MAX_INVALID = 2  # an answer that does not fit: re-asked once with an example, then a human
+
+WARRANTY_SLOTS = ["order_line", "problem_category", "problem_description", "problem_started",
+                  "preferred_resolution", "warranty_confirm"]
+RETURN_SLOTS = ["order_line", "return_reason", "return_type", "exchange_for", "return_confirm"]
+FLOW_SLOTS = ["case_blocked", "invalid_attempts", "correct_field", "case_number"]
+
+
+def reset_flow_events() -> list[EventType]:
+    """Forget the form's answers; keep who the customer is (not asked again)."""
+    return [SlotSet(s, None) for s in WARRANTY_SLOTS + RETURN_SLOTS + FLOW_SLOTS]
+
+
+def conversation_id(tracker: Tracker) -> int | None:
+    cid = message_metadata(tracker).get("conversation_id")
+    return int(cid) if cid else None
+
+
+def set_outcome(tracker: Tracker, outcome: str) -> None:
+    cid = conversation_id(tracker)
+    if cid:
+        with db_session() as session:
+            convs.set_outcome(session, cid, outcome)
+
+
+def find_order(number: str | None) -> OrderInfo | None:
+    return order_service(get_settings()).find(number) if number else None
+
+
+def line_of(order: OrderInfo, line_id: Any) -> Any:
+    return next((x for x in order.lines if str(x.line_id) == str(line_id)), None)
+
+
+def _fmt(d: date | None, lang: str) -> str:
+    if d is None:
+        return "—"
+    return d.strftime("%d/%m/%Y") if lang == "es" else d.strftime("%d %b %Y")
+
+
+class IntakeValidation(FormValidationAction):
+    """Identification shared by the intake forms: order number, then email or last 4 digits
+    of the phone; three failures block the flow. Also the "answer does not fit" counter."""
+
+    @abstractmethod
+    def name(self) -> str:  # abstract: rasa_sdk registers only the concrete forms
+        ...
+
+    def invalid(self, dispatcher: CollectingDispatcher, tracker: Tracker, slot: str,
+                response: str, **kwargs: Any) -> dict[str, Any]:
+        attempts = int(tracker.get_slot("invalid_attempts") or 0) + 1
+        if attempts >= MAX_INVALID:
+            dispatcher.utter_message(response="utter_invalid_offer_human")
+            return {slot: None, "invalid_attempts": 0, "case_blocked": "invalid"}
+        dispatcher.utter_message(response=response, **kwargs)
+        return {slot: None, "invalid_attempts": attempts}
+
+    async def required_slots(self, domain_slots: list[str], dispatcher: CollectingDispatcher,
+                             tracker: Tracker, domain: DomainDict) -> list[str]:
+        if tracker.get_slot("case_blocked"):
+            return []  # complete now: the submit action explains what happened
+        slots = list(domain_slots)
+        verified = (tracker.get_slot("verified_order") == tracker.get_slot("order_number")
+                    and tracker.get_slot("order_number"))
+        if verified and "verification" in slots:
+            slots.remove("verification")
+        return slots
+
+    def validate_order_number(self, value: Any, dispatcher: CollectingDispatcher,
+                              tracker: Tracker, domain: DomainDict) -> dict[str, Any]:
+        number = find_order_number(str(value or ""))
+        if not number:
+            return self.invalid(dispatcher, tracker, "order_number", "utter_invalid_order_number")
+        try:
+            order = find_order(number)
+        except OrderServiceUnavailable:
+            dispatcher.utter_message(response="utter_order_service_down")
+            return {"order_number": None, "case_blocked": "service"}
+        if order is None:
+            return self.invalid(dispatcher, tracker, "order_number", "utter_order_not_found")
+        result: dict[str, Any] = {"order_number": number, "invalid_attempts": 0}
+        set_outcome(tracker, "form_in_progress")
+        if number != tracker.get_slot("verified_order"):
+            same_customer = (tracker.get_slot("customer_verified")
+                             and order.customer_id is not None
+                             and str(order.customer_id) == str(tracker.get_slot("customer_id")))
+            result.update({"verification": None, "order_line": None,
+                           "verified_order": number if same_customer else None})
+        if len(order.lines) == 1 and result.get("verified_order", tracker.get_slot(
+                "verified_order")) == number:
+            result.update(self.select_line(order, order.lines[0], dispatcher, tracker))
+        return result
+
+    def validate_verification(self, value: Any, dispatcher: CollectingDispatcher,
+                              tracker: Tracker, domain: DomainDict) -> dict[str, Any]:
+        order = find_order(tracker.get_slot("order_number"))
+        if order is not None and verify_customer(order, str(value or "")):
+            result = {"verification": "ok", "customer_verified": True,
+                      "verified_order": order.number, "verify_attempts": 0,
+                      "customer_id": str(order.customer_id) if order.customer_id else None,
+                      "customer_name": order.customer_name.split()[0]}
+            if len(order.lines) == 1:
+                result.update(self.select_line(order, order.lines[0], dispatcher, tracker))
+            return result
+        attempts = int(tracker.get_slot("verify_attempts") or 0) + 1
+        if attempts >= MAX_VERIFY_ATTEMPTS:
+            dispatcher.utter_message(response="utter_verification_locked")
+            return {"verification": None, "verify_attempts": attempts,
+                    "case_blocked": "verification"}
+        dispatcher.utter_message(response="utter_verification_failed")
+        return {"verification": None, "verify_attempts": attempts}
+
+    def check_line(self, order: OrderInfo, line: Any, case_type: str,
+                   dispatcher: CollectingDispatcher, tracker: Tracker) -> dict[str, Any]:
+        """An open case for the same product and kind is shown instead of a new one."""
+        if line.db_id is None:
+            return {}
+        with db_session() as session:
+            dup = cases.find_open_duplicate(session, case_type, line.db_id)
+            if dup is not None:
+                lang = language_of(tracker)
+                dispatcher.utter_message(response="utter_case_duplicate", case_number=dup.number,
+                                         status_label=label("status", dup.status, lang))
+                return {"case_blocked": f"duplicate:{dup.number}"}
+        return {}
+
+    def validate_order_line(self, value: Any, dispatcher: CollectingDispatcher,
+                            tracker: Tracker, domain: DomainDict) -> dict[str, Any]:
+        order = find_order(tracker.get_slot("order_number"))
+        text = parsing.fold(str(value or ""))
+        line = line_of(order, text) if order else None
+        if order and line is None:  # typed the product instead of pressing a button
+            line = next((x for x in order.lines
+                         if any(w in parsing.fold(x.product) for w in text.split()
+                                if len(w) > 3)), None)
+        if line is None:
+            return self.invalid(dispatcher, tracker, "order_line", "utter_invalid_order_line")
+        return self.select_line(order, line, dispatcher, tracker)
+
+    def select_line(self, order: OrderInfo, line: Any, dispatcher: CollectingDispatcher,
+                    tracker: Tracker) -> dict[str, Any]:
+        """The product is known (chosen, or the order's only one): apply the form's rules."""
+        return {"order_line": str(line.line_id), "invalid_attempts": 0,
+                **self.line_rules(order, line, dispatcher, tracker)}
+
+    def line_rules(self, order: OrderInfo, line: Any, dispatcher: CollectingDispatcher,
+                   tracker: Tracker) -> dict[str, Any]:
+        return {}
+
+
+class ValidateWarrantyForm(IntakeValidation):
+    def name(self) -> str:
+        return "validate_warranty_form"
+
+    def line_rules(self, order: OrderInfo, line: Any, dispatcher: CollectingDispatcher,
+                   tracker: Tracker) -> dict[str, Any]:
+        lang = language_of(tracker)
+        e = warranty_eligibility(order.delivered_at, line.extended_warranty, get_settings())
+        if not e.eligible:
+            response = ("utter_not_delivered" if e.reason == "not_delivered"
+                        else "utter_warranty_expired")
+            dispatcher.utter_message(response=response, product=line.product,
+                                     delivered=_fmt(order.delivered_at, lang),
+                                     until=_fmt(e.until, lang))
+            return {"case_blocked": f"ineligible:{e.reason}"}
+        return self.check_line(order, line, "warranty", dispatcher, tracker)
+
+    async def required_slots(self, domain_slots, dispatcher, tracker, domain) -> list[str]:
+        slots = await super().required_slots(domain_slots, dispatcher, tracker, domain)
+        return without_correct_field(slots, tracker.get_slot("warranty_confirm"))
+
+    def validate_problem_category(self, value, dispatcher, tracker, domain):
+        found = value if value in dict(options("problem_category", "es")) else \
+            parsing.problem_category(str(value or ""))
+        if not found:
+            return self.invalid(dispatcher, tracker, "problem_category",
+                                "utter_invalid_choice")
+        return {"problem_category": found, "invalid_attempts": 0}
+
+    def validate_problem_description(self, value, dispatcher, tracker, domain):
+        text = " ".join(str(value or "").split())[:1000]
+        if len(text) < 3 or not any(c.isalpha() for c in text):
+            return self.invalid(dispatcher, tracker, "problem_description",
+                                "utter_invalid_description")
+        return {"problem_description": text, "invalid_attempts": 0}
+
+    def validate_problem_started(self, value, dispatcher, tracker, domain):
+        parsed = parsing.parse_date(str(value or ""))
+        if parsed is None:
+            return self.invalid(dispatcher, tracker, "problem_started", "utter_invalid_date")
+        return {"problem_started": parsed if isinstance(parsed, str) else parsed.isoformat(),
+                "invalid_attempts": 0}
+
+    def validate_preferred_resolution(self, value, dispatcher, tracker, domain):
+        found = value if value in dict(options("preferred_resolution", "es")) else \
+            parsing.resolution(str(value or ""))
+        if not found:
+            return self.invalid(dispatcher, tracker, "preferred_resolution",
+                                "utter_invalid_choice")
+        return {"preferred_resolution": found, "invalid_attempts": 0}
+
+    def validate_warranty_confirm(self, value, dispatcher, tracker, domain):
+        return confirm_or_correct("warranty_confirm", value, tracker)
+
+    def validate_correct_field(self, value, dispatcher, tracker, domain):
+        return correct_field("warranty_confirm", WARRANTY_SLOTS[:-1], value)
+
+
+class ValidateReturnForm(IntakeValidation):
+    def name(self) -> str:
+        return "validate_return_form"
+
+    async def required_slots(self, domain_slots, dispatcher, tracker, domain) -> list[str]:
+        slots = await super().required_slots(domain_slots, dispatcher, tracker, domain)
+        if tracker.get_slot("return_reason") == "arrived_damaged" and "return_type" in slots:
+            slots.remove("return_type")  # handled as a warranty-style case
+        if tracker.get_slot("return_type") != "exchange" and "exchange_for" in slots:
+            slots.remove("exchange_for")
+        return without_correct_field(slots, tracker.get_slot("return_confirm"))
+
+    def line_rules(self, order, line, dispatcher, tracker):
+        return self.check_line(order, line, "return", dispatcher, tracker)
+
+    def validate_return_reason(self, value, dispatcher, tracker, domain):
+        found = value if value in dict(options("return_reason", "es")) else \
+            parsing.return_reason(str(value or ""))
+        if not found:
+            return self.invalid(dispatcher, tracker, "return_reason", "utter_invalid_choice")
+        order = find_order(tracker.get_slot("order_number"))
+        e = return_eligibility(order.delivered_at if order else None, get_settings(),
+                               damaged_on_arrival=found == "arrived_damaged")
+        if not e.eligible:
+            lang = language_of(tracker)
+            line = line_of(order, tracker.get_slot("order_line")) if order else None
+            response = ("utter_not_delivered" if e.reason == "not_delivered"
+                        else "utter_return_window_closed")
+            dispatcher.utter_message(response=response,
+                                     product=line.product if line else "",
+                                     delivered=_fmt(order.delivered_at if order else None, lang),
+                                     until=_fmt(e.until, lang),
+                                     days=get_settings().return_days)
+            return {"return_reason": found, "case_blocked": f"ineligible:{e.reason}"}
+        return {"return_reason": found, "invalid_attempts": 0}
+
+    def validate_return_type(self, value, dispatcher, tracker, domain):
+        found = value if value in ("return", "exchange") else \
+            parsing.return_type(str(value or ""))
+        if not found:
+            return self.invalid(dispatcher, tracker, "return_type", "utter_invalid_choice")
+        return {"return_type": found, "invalid_attempts": 0}
+
+    def validate_exchange_for(self, value, dispatcher, tracker, domain):
+        text = " ".join(str(value or "").split())[:300]
+        if len(text) < 2 or not any(c.isalnum() for c in text):
+            return self.invalid(dispatcher, tracker, "exchange_for", "utter_invalid_description")
+        return {"exchange_for": text, "invalid_attempts": 0}
+
+    def validate_return_confirm(self, value, dispatcher, tracker, domain):
+        return confirm_or_correct("return_confirm", value, tracker)
+
+    def validate_correct_field(self, value, dispatcher, tracker, domain):
+        return correct_field("return_confirm", RETURN_SLOTS[:-1], value)
+
+
+def without_correct_field(slots: list[str], confirmed: Any) -> list[str]:
+    """"Which field do you want to change?" is only asked after a "no" at the summary."""
+    return slots if confirmed is False else [s for s in slots if s != "correct_field"]
+
+
+def confirm_or_correct(slot: str, value: Any, tracker: Tracker) -> dict[str, Any]:
+    """At the summary: yes → submit; a new value typed for another field ("no, the order is
+    PED-000124") → show the summary again; a plain no → ask which field to change."""
+    others = set(tracker.slots_to_validate()) - {slot, "requested_slot"}
+    if others:
+        return {slot: None}
+    if value is True:
+        return {slot: True}
+    return {slot: False}
+
+
+def correct_field(confirm_slot: str, fields: list[str], value: Any) -> dict[str, Any]:
+    field_name = str(value or "")
+    if field_name == "order_number":
+        return {"order_number": None, "verified_order": None, "order_line": None,
+                "correct_field": None, confirm_slot: None}
+    if field_name in fields:
+        return {field_name: None, "correct_field": None, confirm_slot: None}
+    return {"correct_field": None}
+
+
+# --- questions with buttons built from the data --------------------------------------------
+
+class ActionAskOrderLine(Action):
+    def name(self) -> str:
+        return "action_ask_order_line"
+
+    def run(self, dispatcher, tracker, domain):
+        order = find_order(tracker.get_slot("order_number"))
+        buttons = [{"title": line.product,
+                    "payload": f'/inform{{"order_line": "{line.line_id}"}}'}
+                   for line in (order.lines if order else [])]
+        dispatcher.utter_message(response="utter_ask_order_line", buttons=buttons)
+        return []
+
+
+def _choice_question(kind: str, response: str, entity: str):
+    class _Ask(Action):
+        def name(self) -> str:
+            return f"action_ask_{entity}"
+
+        def run(self, dispatcher, tracker, domain):
+            lang = language_of(tracker)
+            buttons = [{"title": title, "payload": f'/inform{{"{entity}": "{value}"}}'}
+                       for value, title in options(kind, lang)]
+            dispatcher.utter_message(response=response, buttons=buttons)
+            return []
+
+    _Ask.__name__ = f"ActionAsk_{entity}"
+    return _Ask
+
+
+ActionAskProblemCategory = _choice_question("problem_category", "utter_ask_problem_category",
+                                            "problem_category")
+ActionAskPreferredResolution = _choice_question(
+    "preferred_resolution", "utter_ask_preferred_resolution", "preferred_resolution")
+ActionAskReturnReason = _choice_question("return_reason", "utter_ask_return_reason",
+                                         "return_reason")
+ActionAskReturnType = _choice_question("return_type", "utter_ask_return_type", "return_type")
+
+
+def _summary_kwargs(tracker: Tracker, lang: str) -> dict[str, Any]:
+    order = find_order(tracker.get_slot("order_number"))
+    line = line_of(order, tracker.get_slot("order_line")) if order else None
+    started = tracker.get_slot("problem_started")
+    if started and started != "unknown":
+        started_label = _fmt(date.fromisoformat(started), lang)
+    else:
+        started_label = "no lo sabe" if lang == "es" else "not known"
+    return {
+        "order_number": tracker.get_slot("order_number"),
+        "product": line.product if line else "",
+        "category_label": label("problem_category", tracker.get_slot("problem_category"), lang),
+        "problem_description": tracker.get_slot("problem_description") or "",
+        "started_label": started_label,
+        "resolution_label": label("preferred_resolution",
+                                  tracker.get_slot("preferred_resolution"), lang),
+        "reason_label": label("return_reason", tracker.get_slot("return_reason"), lang),
+        "type_label": label("return_type", tracker.get_slot("return_type") or "return", lang),
+        "exchange_for": tracker.get_slot("exchange_for") or "—",
+    }
+
+
+class ActionAskWarrantyConfirm(Action):
+    def name(self) -> str:
+        return "action_ask_warranty_confirm"
+
+    def run(self, dispatcher, tracker, domain):
+        lang = language_of(tracker)
+        dispatcher.utter_message(response="utter_warranty_summary",
+                                 **_summary_kwargs(tracker, lang))
+        return []
+
+
+class ActionAskReturnConfirm(Action):
+    def name(self) -> str:
+        return "action_ask_return_confirm"
+
+    def run(self, dispatcher, tracker, domain):
+        lang = language_of(tracker)
+        response = ("utter_damaged_summary" if tracker.get_slot("return_reason")
+                    == "arrived_damaged" else "utter_return_summary")
+        dispatcher.utter_message(response=response, **_summary_kwargs(tracker, lang))
+        return []
+
+
+class ActionAskCorrectField(Action):
+    def name(self) -> str:
+        return "action_ask_correct_field"
+
+    def run(self, dispatcher, tracker, domain):
+        lang = language_of(tracker)
+        active = (tracker.active_loop or {}).get("name")
+        fields = ["order_number"] + (WARRANTY_SLOTS[:-1] if active == "warranty_form"
+                                     else [s for s in RETURN_SLOTS[:-1]
+                                           if s != "exchange_for"
+                                           or tracker.get_slot("return_type") == "exchange"])
+        names = FIELD_NAMES["en" if lang == "en" else "es"]
+        buttons = [{"title": names[f], "payload": f'/inform{{"correct_field": "{f}"}}'}
+                   for f in fields]
+        dispatcher.utter_message(response="utter_ask_correct_field", buttons=buttons)
+        return []
+
+
+FIELD_NAMES = {
+    "es": {"order_number": "Número de pedido", "order_line": "Producto",
+           "problem_category": "Tipo de problema", "problem_description": "Descripción",
+           "problem_started": "Desde cuándo", "preferred_resolution": "Solución preferida",
+           "return_reason": "Motivo", "return_type": "Devolución o cambio",
+           "exchange_for": "Qué quieres a cambio"},
+    "en": {"order_number": "Order number", "order_line": "Product",
+           "problem_category": "Kind of problem", "problem_description": "Description",
+           "problem_started": "Since when", "preferred_resolution": "Preferred solution",
+           "return_reason": "Reason", "return_type": "Return or exchange",
+           "exchange_for": "What you want instead"},
+}
+
+
+# --- submission ------------------------------------------------------------------------------
+
+def form_started_at(tracker: Tracker, form: str) -> float:
+    for event in reversed(tracker.events):
+        if event.get("event") == "active_loop" and event.get("name") == form:
+            return float(event.get("timestamp") or 0)
+    return 0.0
+
+
+class _SubmitCase(Action, metaclass=ABCMeta):
+    form = ""
+    confirm_slot = ""
+
+    @abstractmethod
+    def name(self) -> str:  # abstract: rasa_sdk registers only the concrete actions
+        ...
+
+    def blocked(self, dispatcher: CollectingDispatcher, tracker: Tracker) -> bool:
+        reason = tracker.get_slot("case_blocked") or ""
+        if not reason:
+            return False
+        if reason in ("verification", "invalid", "service"):
+            set_outcome(tracker, "form_blocked")
+        else:
+            set_outcome(tracker, "form_not_eligible" if reason.startswith("ineligible")
+                        else "duplicate_shown")
+        return True
+
+    def create(self, tracker: Tracker, case_type: str, **fields: Any) -> tuple[Any, bool]:
+        order = find_order(tracker.get_slot("order_number"))
+        line = line_of(order, tracker.get_slot("order_line"))
+        meta = message_metadata(tracker)
+        key = f"{conversation_id(tracker) or tracker.sender_id}:{self.form}:" \
+              f"{form_started_at(tracker, self.form):.6f}"
+        details = {"order_number": order.number, "line_id": line.line_id,
+                   "product": line.product, **fields.pop("details", {})}
+        with db_session() as session:
+            opened = cases.open_case(
+                session, case_type=case_type, idempotency_key=key,
+                customer_id=order.customer_id, order_line_id=line.db_id,
+                conversation_id=conversation_id(tracker), channel=meta.get("channel"),
+                language=language_of(tracker), details=details, **fields)
+            if order.customer_id and conversation_id(tracker):
+                conv = session.get(convs.Conversation, conversation_id(tracker))
+                if conv is not None and conv.customer_id is None:
+                    conv.customer_id = order.customer_id
+            number = opened.case.number
+        set_outcome(tracker, "case_opened")
+        return number, opened.created
+
+
+class ActionSubmitWarranty(_SubmitCase):
+    form, confirm_slot = "warranty_form", "warranty_confirm"
+
+    def name(self) -> str:
+        return "action_submit_warranty"
+
+    def run(self, dispatcher, tracker, domain):
+        if not self.blocked(dispatcher, tracker) and tracker.get_slot("warranty_confirm"):
+            number, _ = self.create(
+                tracker, "warranty", category=tracker.get_slot("problem_category"),
+                description=tracker.get_slot("problem_description"),
+                details={"problem_started": tracker.get_slot("problem_started"),
+                         "preferred_resolution": tracker.get_slot("preferred_resolution")})
+            dispatcher.utter_message(response="utter_warranty_created", case_number=number)
+        return reset_flow_events()
+
+
+class ActionSubmitReturn(_SubmitCase):
+    form, confirm_slot = "return_form", "return_confirm"
+
+    def name(self) -> str:
+        return "action_submit_return"
+
+    def run(self, dispatcher, tracker, domain):
+        if not self.blocked(dispatcher, tracker) and tracker.get_slot("return_confirm"):
+            reason = tracker.get_slot("return_reason")
+            if reason == "arrived_damaged":  # warranty-style, whatever the return window
+                number, _ = self.create(tracker, "warranty", category="damaged_on_arrival",
+                                        description=label("return_reason", reason, "es"),
+                                        details={"return_reason": reason})
+                dispatcher.utter_message(response="utter_damaged_created", case_number=number)
+            else:
+                kind = tracker.get_slot("return_type") or "return"
+                number, _ = self.create(
+                    tracker, kind, category=reason,
+                    description=tracker.get_slot("exchange_for"),
+                    details={"return_reason": reason, "exchange_for":
+                             tracker.get_slot("exchange_for")})
+                dispatcher.utter_message(
+                    response="utter_exchange_created" if kind == "exchange"
+                    else "utter_return_created",
+                    case_number=number, refund_days=get_settings().refund_days)
+        return reset_flow_events()
+
+
+class ActionCancelForm(Action):
+    """"cancel", "déjalo": stop cleanly; nothing was written."""
+
+    def name(self) -> str:
+        return "action_cancel_form"
+
+    def run(self, dispatcher, tracker, domain):
+        set_outcome(tracker, "form_cancelled")
+        dispatcher.utter_message(response="utter_form_cancelled")
+        return [ActiveLoop(None), SlotSet("requested_slot", None), *reset_flow_events()]
+
+
+# --- case status -----------------------------------------------------------------------------
+
+def _status_message(dispatcher: CollectingDispatcher, case: Any, lang: str) -> None:
+    public = [e for e in case.events if not e.internal]
+    last = public[-1] if public else None
+    dispatcher.utter_message(
+        response="utter_case_status", case_number=case.number,
+        type_label=label("case_type", case.type, lang),
+        status_label=label("status", case.status, lang),
+        last_update=_fmt(last.created_at.date() if last else None, lang),
+        next_step=label("next_step", case.status, lang))
+
+
+class ActionCheckCaseStatus(Action):
+    """With a verified customer: their case or the list of open ones. Otherwise the status
+    form asks for the case number and the verification."""
+
+    def name(self) -> str:
+        return "action_check_case_status"
+
+    def run(self, dispatcher, tracker, domain):
+        lang = language_of(tracker)
+        text = (tracker.latest_message or {}).get("text") or ""
+        number = find_case_number(next(iter(tracker.get_latest_entity_values("case_number")),
+                                       "") or text)
+        customer_id = tracker.get_slot("customer_id")
+        if tracker.get_slot("customer_verified") and customer_id:
+            with db_session() as session:
+                if number:
+                    case = cases.get_by_number(session, number)
+                    if case is None or str(case.customer_id) != str(customer_id):
+                        dispatcher.utter_message(response="utter_case_not_found")
+                    else:
+                        _status_message(dispatcher, case, lang)
+                    return []
+                open_cases = [c for c in cases.list_cases(session, customer_id=int(customer_id))
+                              if c.status in cases.OPEN_STATUSES]
+                if not open_cases:
+                    dispatcher.utter_message(response="utter_no_open_cases")
+                for case in open_cases[:5]:
+                    _status_message(dispatcher, case, lang)
+            return []
+        return [SlotSet("case_number", number), SlotSet("verification", None),
+                SlotSet("case_blocked", None), SlotSet("invalid_attempts", 0),
+                FollowupAction("status_form")]
+
+
+class ValidateStatusForm(IntakeValidation):
+    def name(self) -> str:
+        return "validate_status_form"
+
+    async def required_slots(self, domain_slots, dispatcher, tracker, domain) -> list[str]:
+        return [] if tracker.get_slot("case_blocked") else list(domain_slots)
+
+    def validate_case_number(self, value, dispatcher, tracker, domain):
+        number = find_case_number(str(value or ""))
+        if not number:
+            return self.invalid(dispatcher, tracker, "case_number", "utter_invalid_case_number")
+        return {"case_number": number, "invalid_attempts": 0}
+
+    def validate_verification(self, value, dispatcher, tracker, domain):
+        number = tracker.get_slot("case_number")
+        with db_session() as session:
+            case = cases.get_by_number(session, number) if number else None
+            customer = session.get(Customer, case.customer_id) \
+                if case is not None and case.customer_id else None
+            ok = customer is not None and verify_customer(
+                OrderInfo(number="", customer_name=customer.name, email=customer.email,
+                          phone=customer.phone, language=customer.language,
+                          delivered_at=None), str(value or ""))
+            if ok:
+                return {"verification": "ok", "customer_verified": True,
+                        "customer_id": str(customer.id),
+                        "customer_name": customer.name.split()[0], "verify_attempts": 0}
+        # Unknown case and somebody else's case get the same answer.
+        attempts = int(tracker.get_slot("verify_attempts") or 0) + 1
+        if attempts >= MAX_VERIFY_ATTEMPTS:
+            dispatcher.utter_message(response="utter_verification_locked")
+            return {"verification": None, "case_number": None, "verify_attempts": attempts,
+                    "case_blocked": "verification"}
+        dispatcher.utter_message(response="utter_case_not_found")
+        return {"verification": None, "case_number": None, "verify_attempts": attempts}
+
+
+class ActionShowCaseStatus(Action):
+    def name(self) -> str:
+        return "action_show_case_status"
+
+    def run(self, dispatcher, tracker, domain):
+        if not tracker.get_slot("case_blocked") and tracker.get_slot("verification") == "ok":
+            with db_session() as session:
+                case = cases.get_by_number(session, tracker.get_slot("case_number") or "")
+                if case is not None:
+                    _status_message(dispatcher, case, language_of(tracker))
+        return [SlotSet("verification", None), SlotSet("case_number", None),
+                SlotSet("case_blocked", None), SlotSet("invalid_attempts", 0)]

@@ -1,0 +1,223 @@
+"""Warranty claims, returns, exchanges, policy rejections, duplicates, corrections,
+cancellation and status lookup, in both languages, through the running stack; each checks
+the rows in the case database. Demo data: `python -m bot demo show`."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import func, select
+
+from bot.db.models import Case, CaseEvent, Conversation
+from bot.db.session import session_factory
+from bot.services.language import detect
+from tests.conftest import Chat
+
+CASE_RE = re.compile(r"\b(GAR|DEV|SOP)-\d{4}-\d{6}\b")
+
+
+def texts(messages) -> str:
+    return Chat.texts(messages)
+
+
+def payloads(messages) -> list[str]:
+    return [b["payload"] for m in messages for b in m.get("buttons", [])]
+
+
+def case_number(messages) -> str:
+    m = CASE_RE.search(texts(messages))
+    assert m, texts(messages)
+    return m.group(0)
+
+
+def db(stack):
+    return session_factory(stack.settings.database_url)()
+
+
+def count_cases(stack) -> int:
+    with db(stack) as s:
+        return s.execute(select(func.count(Case.id))).scalar_one()
+
+
+def test_warranty_claim_es_end_to_end(stack):
+    chat = Chat(stack.hub_url, locale="es-ES")
+    r = chat.say("hola, mi lavadora no enciende")
+    assert "PED-000123" in texts(r)  # asks for the order number with an example
+    r = chat.say("es el ped 000123")
+    assert "correo" in texts(r)  # verification
+    r = chat.say("lucia.martin@example.com")
+    assert '/inform{"order_line": "1"}' in payloads(r)  # which product: buttons
+    r = chat.say('/inform{"order_line": "1"}')
+    assert '/inform{"problem_category": "no_power"}' in payloads(r)
+    r = chat.say('/inform{"problem_category": "no_power"}')
+    r = chat.say("al pulsar el botón no se ilumina nada <b>ni pita</b>")
+    r = chat.say("desde ayer")
+    assert '/inform{"preferred_resolution": "repair"}' in payloads(r)
+    r = chat.say('/inform{"preferred_resolution": "repair"}')
+    summary = texts(r)
+    assert "PED-000123" in summary and "Lavadora" in summary and "No enciende" in summary
+    assert count_cases(stack) == 0 or True  # other tests may have created cases
+    before = count_cases(stack)
+    r = chat.say("sí, ábrela", message_id="confirm-1")
+    again = chat.say("sí, ábrela", message_id="confirm-1")  # a resend of the same message
+    assert again == r
+    number = case_number(r)
+    assert number.startswith("GAR-") and detect(texts(r)).language == "es"
+    assert count_cases(stack) == before + 1
+    with db(stack) as s:
+        case = s.execute(select(Case).where(Case.number == number)).scalar_one()
+        assert (case.type, case.status, case.category) == ("warranty", "open", "no_power")
+        assert case.description == "al pulsar el botón no se ilumina nada <b>ni pita</b>"
+        assert case.customer_id and case.order_line_id and case.conversation_id
+        assert case.details["problem_started"] and case.details["preferred_resolution"] == "repair"
+        events = s.execute(select(CaseEvent).where(CaseEvent.case_id == case.id)).scalars().all()
+        assert [e.kind for e in events] == ["created"]
+        conv = s.get(Conversation, case.conversation_id)
+        assert conv.outcome == "case_opened" and conv.customer_id == case.customer_id
+
+    # Same product again: the open case is shown instead of a new one
+    r = chat.say("quiero reclamar la garantía de la lavadora otra vez")
+    r = chat.say("PED-000123")  # already verified in this conversation: not asked again
+    assert "correo" not in texts(r)
+    r = chat.say('/inform{"order_line": "1"}')
+    assert number in texts(r)
+    assert count_cases(stack) == before + 1
+
+    # Status of that case in the same (verified) conversation
+    r = chat.say(f"¿cómo va mi caso {number.lower().replace('-', ' ')}?")
+    assert number in texts(r) and "abierto" in texts(r)
+
+
+def test_warranty_rejected_by_policy_en(stack):
+    chat = Chat(stack.hub_url, locale="en-GB")
+    before = count_cases(stack)
+    chat.say("my oven has stopped heating, I need a warranty repair")
+    chat.say("PED-000405")
+    r = chat.say("2987")  # last 4 digits of Carmen's phone; a single-line order
+    out = texts(r)
+    assert "warranty ended" in out and "/request_human" in payloads(r)
+    assert detect(out).language == "en"
+    assert count_cases(stack) == before
+
+
+def test_extended_warranty_is_accepted(stack):
+    chat = Chat(stack.hub_url, locale="es-ES")
+    chat.say("el frigorífico ha dejado de enfriar")
+    chat.say("PED-000402")
+    r = chat.say("carmen.ortega@example.com")
+    assert '/inform{"problem_category": "no_power"}' in payloads(r)  # line auto-selected
+
+
+def test_return_es_with_bad_inputs(stack):
+    chat = Chat(stack.hub_url, locale="es-ES")
+    before = count_cases(stack)
+    chat.say("quiero devolver unos auriculares")
+    r = chat.say("12345")  # malformed: re-asked once with an example
+    assert "PED-000123" in texts(r)
+    chat.say("PED-000123")
+    r = chat.say("9999")  # wrong digits: verification fails, asked again
+    assert "no coinciden" in texts(r)
+    r = chat.say("1234")
+    r = chat.say("los auriculares")  # typed instead of the button
+    assert '/inform{"return_reason": "changed_mind"}' in payloads(r)
+    chat.say("he cambiado de opinión")
+    r = chat.say('/inform{"return_type": "return"}')
+    assert "Devolución" in texts(r)
+    r = chat.say("sí")
+    number = case_number(r)
+    assert number.startswith("DEV-") and "14 días" in texts(r)
+    with db(stack) as s:
+        case = s.execute(select(Case).where(Case.number == number)).scalar_one()
+        assert (case.type, case.category) == ("return", "changed_mind")
+    assert count_cases(stack) == before + 1
+
+
+def test_exchange_en_with_correction(stack):
+    chat = Chat(stack.hub_url, locale="en-GB")
+    chat.say("I'd like to exchange my laptop for another model")
+    chat.say("PED-000311")
+    chat.say("emma.wilson@example.com")
+    chat.say('/inform{"order_line": "1"}')
+    chat.say('/inform{"return_reason": "not_as_described"}')
+    r = chat.say('/inform{"return_type": "exchange"}')
+    r = chat.say("the 16 inch version")
+    assert "16 inch" in texts(r)
+    r = chat.say("no")  # not right: which field?
+    assert '/inform{"correct_field": "exchange_for"}' in payloads(r)
+    chat.say('/inform{"correct_field": "exchange_for"}')
+    r = chat.say("the 14 inch model in silver")
+    assert "14 inch model in silver" in texts(r) and "16 inch" not in texts(r)
+    r = chat.say("yes")
+    number = case_number(r)
+    with db(stack) as s:
+        case = s.execute(select(Case).where(Case.number == number)).scalar_one()
+        assert case.type == "exchange" and case.details["exchange_for"] == \
+            "the 14 inch model in silver"
+
+
+def test_return_window_closed_and_damaged_on_arrival(stack):
+    chat = Chat(stack.hub_url, locale="es-ES")
+    chat.say("quiero devolver el sofá")
+    chat.say("PED-000245")
+    chat.say("jorge.ramirez@example.com")
+    r = chat.say("no me gusta, he cambiado de opinión")
+    assert "plazo de devolución" in texts(r)
+    # damaged on arrival: a warranty-style case whatever the window
+    chat.say("quiero devolver el sofá")
+    chat.say("PED-000245")
+    r = chat.say('/inform{"return_reason": "arrived_damaged"}')
+    assert "llegó dañado" in texts(r)
+    r = chat.say("sí")
+    number = case_number(r)
+    assert number.startswith("GAR-")
+
+
+def test_cancel_mid_form_writes_nothing(stack):
+    chat = Chat(stack.hub_url, locale="es-ES")
+    before = count_cases(stack)
+    chat.say("la tele hace un ruido raro")
+    chat.say("PED-000130")
+    r = chat.say("déjalo")
+    assert "no he guardado nada" in texts(r)
+    r = chat.say("hola")  # the conversation goes on normally
+    assert "/open_warranty_claim" in payloads(r)
+    assert count_cases(stack) == before
+    with db(stack) as s:
+        conv = s.execute(select(Conversation).where(Conversation.sender == chat.sender)
+                         ).scalar_one()
+        assert conv.outcome == "form_cancelled"
+
+
+def test_three_failed_verifications_show_nothing(stack):
+    chat = Chat(stack.hub_url, locale="en-GB")
+    chat.say("I want to return my table")
+    chat.say("PED-000518")
+    chat.say("0000")
+    chat.say("someone@else.com")
+    r = chat.say("1111")
+    assert "three attempts" in texts(r) and "/request_human" in payloads(r)
+    assert "Oak" not in texts(r)
+
+
+def test_status_lookup_needs_verification_and_hides_other_customers(stack):
+    # a case of Lucía's, opened through the services
+    from bot.db.models import Customer
+    from bot.services import cases
+
+    with db(stack) as s:
+        lucia = s.execute(select(Customer).where(Customer.email == "lucia.martin@example.com")
+                          ).scalar_one()
+        number = cases.open_case(s, case_type="support", customer_id=lucia.id).case.number
+        s.commit()
+    chat = Chat(stack.hub_url, locale="en-GB")
+    r = chat.say(f"what's the status of case {number}?")
+    assert "email" in texts(r)
+    r = chat.say("emma.wilson@example.com")  # someone else: same answer as "not found"
+    assert "can't find a case" in texts(r)
+    other = Chat(stack.hub_url, locale="en-GB")
+    other.say("status of case GAR-1999-000001")
+    r2 = other.say("emma.wilson@example.com")
+    assert texts(r2) .split("\n")[0] == texts(r).split("\n")[0]
+    chat.say(number)
+    r = chat.say("lucia.martin@example.com")
+    assert number in texts(r) and "open" in texts(r)
