@@ -149,6 +149,12 @@ class IntakeValidation(FormValidationAction):
         if line.db_id is None:
             return {}
         with db_session() as session:
+            if case_type == "return":
+                done = cases.find_completed_return(session, line.db_id)
+                if done is not None:
+                    dispatcher.utter_message(response="utter_line_already_returned",
+                                             case_number=done.number)
+                    return {"case_blocked": f"already_returned:{done.number}"}
             dup = cases.find_open_duplicate(session, case_type, line.db_id)
             if dup is not None:
                 lang = language_of(tracker)

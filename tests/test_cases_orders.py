@@ -230,3 +230,15 @@ def test_warranty_without_delivery_date():
 def test_return_eligibility(days, damaged, eligible, reason):
     e = return_eligibility(TODAY - timedelta(days=days), S, TODAY, damaged_on_arrival=damaged)
     assert (e.eligible, e.reason) == (eligible, reason)
+
+
+def test_completed_return_is_found(db_url):
+    with session_scope(db_url) as s:
+        demo.load(s, TODAY)
+    line_id = DatabaseOrderService(db_url).find("PED-000123").lines[2].db_id
+    with session_scope(db_url) as s:
+        case = cases.open_case(s, case_type="return", order_line_id=line_id).case
+        assert cases.find_completed_return(s, line_id) is None  # still open
+        cases.set_resolution(s, case, actor="agent", resolution="refunded 149 €")
+        cases.transition(s, case, "resolved", actor="agent")
+        assert cases.find_completed_return(s, line_id).id == case.id

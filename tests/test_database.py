@@ -111,3 +111,21 @@ def test_foreign_keys_are_enforced(session):
     with pytest.raises(IntegrityError):
         session.flush()
     session.rollback()
+
+
+def test_form_left_half_way_counts_as_abandoned(session):
+    opened = convs.open_or_continue(session, sender="h" * 16, channel="web", idle_timeout=60,
+                                    default_language="es")
+    convs.set_outcome(session, opened.conversation.id, "form_in_progress")
+    later = utcnow() + timedelta(seconds=120)
+    convs.open_or_continue(session, sender="h" * 16, channel="web", idle_timeout=60,
+                           default_language="es", now=later)
+    assert opened.conversation.outcome == "abandoned"
+
+
+def test_final_outcome_is_not_overwritten(session):
+    opened = convs.open_or_continue(session, sender="k" * 16, channel="web", idle_timeout=60,
+                                    default_language="es")
+    convs.set_outcome(session, opened.conversation.id, "case_opened")
+    convs.set_outcome(session, opened.conversation.id, "faq_not_solved")
+    assert opened.conversation.outcome == "case_opened"

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 02:05:23.883315
+Create Date: 2026-11-25 02:23:01.577880
 """
 from alembic import op
 import sqlalchemy as sa
@@ -82,6 +82,11 @@ def upgrade() -> None:
     sa.Column('started_at', sa.DateTime(), nullable=False),
     sa.Column('last_activity_at', sa.DateTime(), nullable=False),
     sa.Column('ended_at', sa.DateTime(), nullable=True),
+    sa.Column('escalated_at', sa.DateTime(), nullable=True),
+    sa.Column('first_agent_reply_at', sa.DateTime(), nullable=True),
+    sa.Column('agent_id', sa.Integer(), nullable=True),
+    sa.Column('is_demo', sa.Boolean(), nullable=False),
+    sa.ForeignKeyConstraint(['agent_id'], ['staff_users.id'], ),
     sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], ),
     sa.PrimaryKeyConstraint('id')
     )

@@ -40,7 +40,11 @@ def cmd_setup(args: argparse.Namespace, settings: Settings) -> int:
             print(f"knowledge base: {report.created} entries imported")
         added = demo.load(session)
         if added:
-            print(f"demo data loaded ({added} customers)")
+            from bot.services import demo_activity
+
+            activity = demo_activity.load(session)
+            print(f"demo data loaded ({added} customers, {activity} past conversations for "
+                  "the KPI report; `python -m bot demo clear` removes it)")
         username = _env("ADMIN_USERNAME", "admin")
         given = _env("ADMIN_PASSWORD", "")
         password = users.ensure_first_admin(session, username, given or None)
@@ -56,7 +60,10 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
     with session_scope(settings.database_url) as session:
         if args.action == "load":
-            print(f"demo customers added: {demo.load(session)}")
+            from bot.services import demo_activity
+
+            print(f"demo customers added: {demo.load(session)}, "
+                  f"conversations: {demo_activity.load(session)}")
         elif args.action == "clear":
             demo.clear(session)
             print("demo data removed")
@@ -192,6 +199,61 @@ def cmd_cases(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import datetime
+
+    from bot.services import kpi
+
+    def when(value: str | None) -> datetime | None:
+        return datetime.fromisoformat(value) if value else None
+
+    try:
+        filters = kpi.Filters(since=when(args.since), until=when(args.until),
+                              channel=args.channel, language=args.language,
+                              case_type=args.case_type, agent_id=args.agent)
+    except ValueError as exc:
+        print(f"error: {exc} (dates as YYYY-MM-DD)", file=sys.stderr)
+        return 2
+    with session_scope(settings.database_url) as session:
+        data = kpi.report(session, filters)
+    if args.json:
+        _print_json(data)
+        return 0
+
+    def show(v, unit=""):
+        return "n/a" if v is None else f"{v}{unit}"
+
+    def dur(d):
+        if d["median_s"] is None:
+            return "n/a"
+        return (f"median {d['median_s'] / 60:.1f} min, p90 {d['p90_s'] / 60:.1f} min "
+                f"(n={d['count']})")
+
+    rows = [
+        ("Conversations", data["conversations"]), ("Cases", data["cases"]),
+        ("CSAT (% 4-5)", show(data["csat_pct"], " %")), ("NPS", show(data["nps"])),
+        ("CES mean (1-7)", show(data["ces"]["mean"])),
+        ("CES % 5-7", show(data["ces"]["pct_5_to_7"], " %")),
+        ("FCR", show(data["fcr_pct"], " %")),
+        ("Containment, confirmed", show(data["containment_confirmed_pct"], " %")),
+        ("Containment, assumed", show(data["containment_assumed_pct"], " %")),
+        ("Escalation rate", show(data["escalation_rate_pct"], " %")),
+        ("Abandonment", show(data["abandonment_pct"], " %")),
+        ("First response time", dur(data["first_response_time"])),
+        ("Reopen rate", show(data["reopen_rate_pct"], " %")),
+        ("Survey response rate", show(data["survey_response_rate_pct"], " %")),
+    ] + [(f"Resolution time ({k})", _hours(v)) for k, v in data["resolution_time"].items()]
+    for name, value in rows:
+        print(f"{name:28} {value}")
+    return 0
+
+
+def _hours(d: dict) -> str:
+    if d["median_s"] is None:
+        return "n/a"
+    return f"median {d['median_s'] / 3600:.1f} h, p90 {d['p90_s'] / 3600:.1f} h (n={d['count']})"
+
+
 def cmd_users_add(args: argparse.Namespace, settings: Settings) -> int:
     from bot.services.users import UserError, add_user
 
@@ -319,6 +381,16 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("--json", action="store_true")
     for p in (show, lst):
         p.set_defaults(func=cmd_cases)
+
+    rep = sub.add_parser("report", help="KPIs (CSAT, NPS, CES, FCR, containment, ...)")
+    rep.add_argument("--json", action="store_true")
+    rep.add_argument("--since", help="YYYY-MM-DD (inclusive)")
+    rep.add_argument("--until", help="YYYY-MM-DD (exclusive)")
+    rep.add_argument("--channel", choices=["web", "telegram", "api"])
+    rep.add_argument("--language", choices=["es", "en"])
+    rep.add_argument("--case-type", choices=["warranty", "return", "exchange", "support"])
+    rep.add_argument("--agent", type=int, help="staff user id")
+    rep.set_defaults(func=cmd_report)
 
     users = sub.add_parser("users", help="staff users").add_subparsers(dest="users_cmd",
                                                                        required=True)

@@ -95,6 +95,11 @@ class Conversation(Base):
     started_at = Column(DateTime, nullable=False, default=utcnow)
     last_activity_at = Column(DateTime, nullable=False, default=utcnow)
     ended_at = Column(DateTime, nullable=True)
+    # hand-off to a human (filled by the escalation flow; KPIs: escalation, first response)
+    escalated_at = Column(DateTime, nullable=True)
+    first_agent_reply_at = Column(DateTime, nullable=True)
+    agent_id = Column(Integer, ForeignKey("staff_users.id"), nullable=True)
+    is_demo = Column(Boolean, nullable=False, default=False)
     customer = relationship("Customer")
 
 

@@ -76,6 +76,15 @@ def find_open_duplicate(session: Session, case_type: str, order_line_id: int) ->
     ).scalar_one_or_none()
 
 
+def find_completed_return(session: Session, order_line_id: int) -> Case | None:
+    """A return of this product line that was already completed (resolved or closed)."""
+    return session.execute(
+        select(Case).where(Case.order_line_id == order_line_id, Case.type == "return",
+                           Case.status.in_(("resolved", "closed")),
+                           Case.resolution.is_not(None)).order_by(Case.id).limit(1)
+    ).scalar_one_or_none()
+
+
 def open_case(
     session: Session,
     *,

@@ -89,7 +89,10 @@ def load(session: Session, today: date | None = None) -> int:
 
 
 def clear(session: Session) -> None:
-    """Remove every demo row (customers, their orders, demo products)."""
+    """Remove every demo row (activity, customers, their orders, demo products)."""
+    from bot.services import demo_activity
+
+    demo_activity.clear(session)
     demo_orders = select(Order.id).where(Order.is_demo.is_(True)).scalar_subquery()
     for stmt in (
         delete(OrderLine).where(OrderLine.order_id.in_(demo_orders)),

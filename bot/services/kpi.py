@@ -1,0 +1,195 @@
+"""KPI engine: pure functions over the case database (no Rasa), formulas of DOMAIN.md.
+
+Every KPI is filterable by period, channel, language, case type and agent. A KPI with no
+data is ``None`` ("n/a"), never 0: an empty week must not look like a terrible one.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot.db.models import Case, CaseEvent, Conversation, SurveyResponse
+
+CONFIRMED = "resolved_bot_confirmed"
+ESCALATED_OUTCOMES = {"escalated", "abandoned_queue"}
+ABANDONED_OUTCOMES = {"abandoned", "abandoned_queue"}
+FCR_WINDOW = timedelta(days=7)
+RETURN_WINDOW = timedelta(hours=72)
+
+
+@dataclass(frozen=True)
+class Filters:
+    since: datetime | None = None
+    until: datetime | None = None
+    channel: str | None = None
+    language: str | None = None
+    case_type: str | None = None
+    agent_id: int | None = None
+
+
+def pct(part: int, whole: int) -> float | None:
+    return None if whole == 0 else round(100.0 * part / whole, 1)
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, int(round(q / 100 * len(ordered) + 0.4999)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+# --- formulas on plain numbers (unit-tested on hand-made fixtures) -----------------------
+
+def csat(scores: Iterable[int]) -> float | None:
+    s = [x for x in scores if x is not None]
+    return pct(sum(1 for x in s if x >= 4), len(s))
+
+
+def nps(scores: Iterable[int]) -> float | None:
+    s = [x for x in scores if x is not None]
+    if not s:
+        return None
+    return round(100.0 * (sum(x >= 9 for x in s) - sum(x <= 6 for x in s)) / len(s), 1)
+
+
+def ces(scores: Iterable[int]) -> dict[str, float | None]:
+    s = [x for x in scores if x is not None]
+    return {"mean": round(statistics.fmean(s), 2) if s else None,
+            "pct_5_to_7": pct(sum(x >= 5 for x in s), len(s)), "answers": len(s)}
+
+
+def duration_stats(seconds: list[float]) -> dict[str, float | None]:
+    return {"median_s": statistics.median(seconds) if seconds else None,
+            "p90_s": percentile(seconds, 90), "count": len(seconds)}
+
+
+# --- queries -----------------------------------------------------------------------------
+
+def _conversations(session: Session, f: Filters) -> list[Conversation]:
+    stmt = select(Conversation)
+    if f.since:
+        stmt = stmt.where(Conversation.started_at >= f.since)
+    if f.until:
+        stmt = stmt.where(Conversation.started_at < f.until)
+    if f.channel:
+        stmt = stmt.where(Conversation.channel == f.channel)
+    if f.language:
+        stmt = stmt.where(Conversation.language == f.language)
+    if f.agent_id is not None:
+        stmt = stmt.where(Conversation.agent_id == f.agent_id)
+    convs = list(session.execute(stmt).scalars())
+    if f.case_type:
+        with_type = set(session.execute(
+            select(Case.conversation_id).where(Case.type == f.case_type)).scalars())
+        convs = [c for c in convs if c.id in with_type]
+    return convs
+
+
+def _cases(session: Session, f: Filters) -> list[Case]:
+    stmt = select(Case)
+    if f.since:
+        stmt = stmt.where(Case.created_at >= f.since)
+    if f.until:
+        stmt = stmt.where(Case.created_at < f.until)
+    if f.channel:
+        stmt = stmt.where(Case.channel == f.channel)
+    if f.language:
+        stmt = stmt.where(Case.language == f.language)
+    if f.case_type:
+        stmt = stmt.where(Case.type == f.case_type)
+    if f.agent_id is not None:
+        stmt = stmt.where(Case.assigned_agent_id == f.agent_id)
+    return list(session.execute(stmt).scalars())
+
+
+def _surveys(session: Session, conv_ids: set[int]) -> list[SurveyResponse]:
+    if not conv_ids:
+        return []
+    return list(session.execute(select(SurveyResponse).where(
+        SurveyResponse.conversation_id.in_(conv_ids))).scalars())
+
+
+def report(session: Session, f: Filters | None = None) -> dict[str, Any]:
+    f = f or Filters()
+    convs = _conversations(session, f)
+    conv_ids = {c.id for c in convs}
+    surveys = _surveys(session, conv_ids)
+    case_rows = _cases(session, f)
+    case_ids = [c.id for c in case_rows]
+    events = list(session.execute(select(CaseEvent).where(CaseEvent.case_id.in_(case_ids)))
+                  .scalars()) if case_ids else []
+    reopened = {e.case_id for e in events if e.kind == "reopened"}
+    ever_resolved = {e.case_id for e in events if e.to_status == "resolved"}
+    escalated_convs = {c.id for c in convs
+                       if c.escalated_at is not None or c.outcome in ESCALATED_OUTCOMES}
+
+    # containment: confirmed vs assumed, never mixed
+    by_customer: dict[Any, list[Conversation]] = {}
+    for c in session.execute(select(Conversation)).scalars():
+        by_customer.setdefault(c.customer_id or f"s:{c.sender}", []).append(c)
+    positive_survey = {s.conversation_id for s in surveys
+                       if (s.ces is not None and s.ces >= 5) or (s.nps is not None and s.nps >= 9)
+                       or (s.csat is not None and s.csat >= 4)}
+
+    def came_back(c: Conversation, window: timedelta) -> bool:
+        end = c.ended_at or c.last_activity_at
+        return any(o.id != c.id and end < o.started_at <= end + window
+                   for o in by_customer.get(c.customer_id or f"s:{c.sender}", []))
+
+    not_escalated = [c for c in convs if c.id not in escalated_convs]
+    confirmed = [c for c in not_escalated if c.outcome == CONFIRMED or c.id in positive_survey]
+    confirmed_ids = {c.id for c in confirmed}
+    assumed = [c for c in not_escalated if c.id not in confirmed_ids
+               and c.outcome not in ABANDONED_OUTCOMES and not came_back(c, RETURN_WINDOW)]
+
+    # FCR over resolved cases: no escalation, no reopening, no new contact within 7 days
+    resolved = [c for c in case_rows if c.id in ever_resolved or c.status in ("resolved",
+                                                                               "closed")]
+    conv_by_id = {c.id: c for c in session.execute(select(Conversation)).scalars()}
+    fcr_ok = 0
+    for case in resolved:
+        conv = conv_by_id.get(case.conversation_id)
+        escalated = conv is not None and (conv.escalated_at is not None
+                                          or conv.outcome in ESCALATED_OUTCOMES)
+        recontact = conv is not None and came_back(conv, FCR_WINDOW)
+        if not escalated and case.id not in reopened and not recontact:
+            fcr_ok += 1
+
+    # times
+    frt = [(c.first_agent_reply_at - c.escalated_at).total_seconds() for c in convs
+           if c.escalated_at and c.first_agent_reply_at]
+    resolution: dict[str, dict[str, float | None]] = {}
+    for kind in sorted({c.type for c in case_rows}):
+        secs = [(c.resolved_at - c.created_at).total_seconds() for c in case_rows
+                if c.type == kind and c.resolved_at]
+        resolution[kind] = duration_stats(secs)
+
+    answered = [s for s in surveys if any(v is not None for v in (s.ces, s.nps, s.csat))
+                or s.comment]
+    return {
+        "filters": {k: (v.isoformat() if isinstance(v, datetime) else v)
+                    for k, v in f.__dict__.items()},
+        "conversations": len(convs),
+        "cases": len(case_rows),
+        "csat_pct": csat(s.csat for s in surveys),
+        "nps": nps(s.nps for s in surveys),
+        "ces": ces(s.ces for s in surveys),
+        "fcr_pct": pct(fcr_ok, len(resolved)),
+        "containment_confirmed_pct": pct(len(confirmed), len(convs)),
+        "containment_assumed_pct": pct(len(assumed), len(convs)),
+        "escalation_rate_pct": pct(len(escalated_convs), len(convs)),
+        "abandonment_pct": pct(sum(c.outcome in ABANDONED_OUTCOMES for c in convs), len(convs)),
+        "first_response_time": duration_stats(frt),
+        "resolution_time": resolution,
+        "reopen_rate_pct": pct(len(reopened & ever_resolved), len(ever_resolved)),
+        "survey_response_rate_pct": pct(len(answered), len(surveys)),
+    }
