@@ -509,6 +509,7 @@ class ActionSubmitWarranty(_SubmitCase):
                 details={"problem_started": tracker.get_slot("problem_started"),
                          "preferred_resolution": tracker.get_slot("preferred_resolution")})
             dispatcher.utter_message(response="utter_warranty_created", case_number=number)
+            return [*reset_flow_events(), FollowupAction("action_offer_survey")]
         return reset_flow_events()
 
 
@@ -537,6 +538,7 @@ class ActionSubmitReturn(_SubmitCase):
                     response="utter_exchange_created" if kind == "exchange"
                     else "utter_return_created",
                     case_number=number, refund_days=get_settings().refund_days)
+            return [*reset_flow_events(), FollowupAction("action_offer_survey")]
         return reset_flow_events()
 
 

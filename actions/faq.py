@@ -10,7 +10,7 @@ from functools import lru_cache
 from typing import Any
 
 from rasa_sdk import Action, Tracker
-from rasa_sdk.events import SlotSet
+from rasa_sdk.events import FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.base import language_of, message_metadata
@@ -104,6 +104,7 @@ class ActionFaqFeedback(Action):
         if positive and answered:
             record_outcome(tracker, "resolved_bot_confirmed")
             dispatcher.utter_message(response="utter_faq_glad")
+            return [SlotSet("faq_id", None), FollowupAction("action_offer_survey")]
         elif intent == "thank":
             dispatcher.utter_message(response="utter_youre_welcome")
         elif positive:

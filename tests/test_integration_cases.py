@@ -8,7 +8,7 @@ import re
 
 from sqlalchemy import func, select
 
-from bot.db.models import Case, CaseEvent, Conversation
+from bot.db.models import Case, CaseEvent, Conversation, SurveyResponse
 from bot.db.session import session_factory
 from bot.services.language import detect
 from tests.conftest import Chat
@@ -74,6 +74,17 @@ def test_warranty_claim_es_end_to_end(stack):
         assert [e.kind for e in events] == ["created"]
         conv = s.get(Conversation, case.conversation_id)
         assert conv.outcome == "case_opened" and conv.customer_id == case.customer_id
+
+    # The conversation ends with the closing survey (CES, then NPS)
+    assert "Del 1 (muy difícil) al 7" in texts(r)
+    assert "recomiendes" in texts(chat.say("7"))
+    chat.say("10")
+    assert "Gracias por tus respuestas" in texts(chat.say("/deny"))
+    with db(stack) as s:
+        survey = s.execute(select(SurveyResponse).where(
+            SurveyResponse.conversation_id == case.conversation_id)).scalar_one()
+        assert (survey.ces, survey.nps, survey.state, survey.case_id) == (
+            7, 10, "completed", case.id)
 
     # Same product again: the open case is shown instead of a new one
     r = chat.say("quiero reclamar la garantía de la lavadora otra vez")

@@ -121,6 +121,10 @@ def test_rasa_data_validate_is_clean():
         if m and (f'"{m.group(1)}"' in ACTIONS_SOURCE or m.group(1).startswith("utter_ask_")
                   or m.group(1) == "utter_default"):
             continue
+        # EXTERNAL_* intents are triggered by the hub through Rasa's API, never typed
+        if re.search(r"intent 'EXTERNAL_\w+' is listed in the domain file, but is not found",
+                     line):
+            continue
         unexplained.append(line)
     assert not unexplained, "\n".join(unexplained)
 

@@ -230,7 +230,10 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
                 f"(n={d['count']})")
 
     rows = [
-        ("Conversations", data["conversations"]), ("Cases", data["cases"]),
+        ("Conversations", f"{data['conversations']}"
+         + (f" ({data['demo_conversations']} are demo data: `python -m bot demo clear`)"
+            if data["demo_conversations"] else "")),
+        ("Cases", data["cases"]),
         ("CSAT (% 4-5)", show(data["csat_pct"], " %")), ("NPS", show(data["nps"])),
         ("CES mean (1-7)", show(data["ces"]["mean"])),
         ("CES % 5-7", show(data["ces"]["pct_5_to_7"], " %")),

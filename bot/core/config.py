@@ -57,6 +57,7 @@ class Settings:
     order_api_url: str = ""
     order_api_token: str = ""
     order_api_timeout: float = 3.0
+    survey_csat: bool = False  # also ask CSAT (1-5) in the closing survey
     secret_key: str = ""
     log_level: str = "INFO"
 
@@ -68,7 +69,9 @@ class Settings:
             raw = os.environ.get(f.name.upper()) or dotenv.get(f.name.upper())
             if raw is None or raw == "":
                 continue
-            if f.type in ("int", int):
+            if f.type in ("bool", bool):
+                values[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
+            elif f.type in ("int", int):
                 values[f.name] = int(raw)
             elif f.type in ("float", float):
                 values[f.name] = float(raw)

@@ -78,6 +78,21 @@ class RasaClient:
         if events:
             self.append_events(sender, events)
 
+    def trigger_intent(self, sender: str, intent: str,
+                       entities: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Inject an intent (e.g. EXTERNAL_conversation_closed) and return the bot's replies."""
+        try:
+            resp = self._http.post(
+                self._tracker_url(sender, "trigger_intent"),
+                params={"token": self.token, "output_channel": "latest",
+                        "include_events": "NONE"},
+                json={"name": intent, "entities": entities or {}},
+            )
+            resp.raise_for_status()
+            return list(resp.json().get("messages") or [])
+        except (httpx.HTTPError, ValueError) as exc:
+            raise RasaUnavailable(str(exc)) from exc
+
     def healthy(self) -> bool:
         try:
             resp = self._http.get(

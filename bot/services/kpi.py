@@ -179,6 +179,7 @@ def report(session: Session, f: Filters | None = None) -> dict[str, Any]:
         "filters": {k: (v.isoformat() if isinstance(v, datetime) else v)
                     for k, v in f.__dict__.items()},
         "conversations": len(convs),
+        "demo_conversations": sum(bool(c.is_demo) for c in convs),
         "cases": len(case_rows),
         "csat_pct": csat(s.csat for s in surveys),
         "nps": nps(s.nps for s in surveys),

@@ -167,3 +167,43 @@ def parse_date(text: str, today: date | None = None) -> date | str | None:
     if found is None or found > today:
         return None
     return found
+
+
+# --- survey scores ---------------------------------------------------------------------------
+
+NUMBER_WORDS = {
+    "cero": 0, "zero": 0, "uno": 1, "un": 1, "una": 1, "one": 1, "dos": 2, "two": 2, "tres": 3,
+    "three": 3, "cuatro": 4, "four": 4, "cinco": 5, "five": 5, "seis": 6, "six": 6,
+    "siete": 7, "seven": 7, "ocho": 8, "eight": 8, "nueve": 9, "nine": 9, "diez": 10,
+    "ten": 10,
+}
+CES_WORDS = [  # longest first: "muy facil" before "facil"
+    ("ni facil ni dificil", 4), ("muy facil", 7), ("bastante facil", 6), ("algo facil", 5),
+    ("muy dificil", 1), ("bastante dificil", 2), ("algo dificil", 3), ("facilisimo", 7),
+    ("very easy", 7), ("quite easy", 6), ("somewhat easy", 5), ("neutral", 4),
+    ("very difficult", 1), ("very hard", 1), ("somewhat difficult", 3), ("difficult", 2),
+    ("hard", 2), ("facil", 6), ("easy", 6), ("dificil", 2), ("normal", 4),
+]
+
+
+def parse_score(text: str, low: int, high: int, words: bool = False) -> int | None:
+    """An integer score in [low, high] from "7", "un 8", "ocho", "8/10", "10!", or, for the
+    effort scale, "muy fácil". Decimals ("7.5", "siete y medio"), negatives and
+    out-of-range numbers are None: the form asks again with the scale."""
+    t = fold(text)
+    if not t:
+        return None
+    if re.search(r"\d\s*[.,]\s*\d|\by medio\b|\band a half\b|-\s*\d", t):
+        return None
+    t = re.sub(r"\s+(?:de|sobre|out of)\s+(?:10|diez|ten|7|siete|seven)\b", "", t)
+    numbers = [int(n) for n in re.findall(r"(?<![\d/])(\d{1,3})(?:\s*/\s*\d+)?", t)]
+    if not numbers:
+        numbers = [NUMBER_WORDS[w] for w in re.findall(r"[a-z]+", t) if w in NUMBER_WORDS
+                   and not (w in ("un", "una") and len(t.split()) > 1)]
+    if len(numbers) == 1:
+        return numbers[0] if low <= numbers[0] <= high else None
+    if not numbers and words:
+        for phrase, value in CES_WORDS:
+            if re.search(rf"\b{phrase}\b", t):
+                return value
+    return None

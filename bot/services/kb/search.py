@@ -33,13 +33,14 @@ class SearchConfig:
     negative_margin: float = 0.0
 
     @classmethod
-    def load(cls, path: Path = CALIBRATION_FILE) -> SearchConfig:
+    def load(cls, lang: str = "es", path: Path = CALIBRATION_FILE) -> SearchConfig:
+        """The calibrated values for a language (score distributions differ per language)."""
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError):
             return cls()
-        return cls(**{k: v for k, v in data.get("config", {}).items()
-                      if k in cls.__dataclass_fields__})
+        values = data.get("per_language", {}).get(lang) or data.get("config", {})
+        return cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
 
 
 @dataclass
@@ -172,7 +173,7 @@ class FaqSearcher:
     def __init__(self, entries: list[dict[str, Any]], embedder: Embedder,
                  config: SearchConfig | None = None,
                  negatives: dict[str, list[str]] | None = None) -> None:
-        self.config = config or SearchConfig.load()
+        self.configs = {lang: config or SearchConfig.load(lang) for lang in ("es", "en")}
         self.entries = {e["id"]: e for e in entries}
         negatives = negatives or {}
         self.indexes = {lang: LanguageIndex(lang, entries, embedder, negatives.get(lang))
@@ -187,8 +188,9 @@ class FaqSearcher:
             return SearchResult(query, lang, "none")
         qvec = self.embedder.embed_uncached(query)
         semantic, answer, lexical = index.scores(qvec, query)
-        total, lex_n = fuse(self.config, semantic, answer, lexical)
-        decision, order = decide(self.config, total, semantic, index.negative_similarity(qvec))
+        config = self.configs[lang]
+        total, lex_n = fuse(config, semantic, answer, lexical)
+        decision, order = decide(config, total, semantic, index.negative_similarity(qvec))
         cands = [Candidate(index.ids[i], float(total[i]), index.titles[i], float(semantic[i]),
                            float(lex_n[i])) for i in order[:k]]
         return SearchResult(query, lang, decision, cands)

@@ -1,0 +1,183 @@
+"""Closing survey: CES (1–7), NPS (0–10), optional CSAT (1–5), optional comment.
+
+Offered once per conversation, never inside another form, not after the customer declined;
+each answer is stored as soon as it is given.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rasa_sdk import Action, FormValidationAction, Tracker
+from rasa_sdk.events import ActiveLoop, FollowupAction, SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+
+from actions.base import db_session
+from bot.core.config import get_settings
+from bot.services import parsing, surveys
+from bot.services.conversations import Conversation
+
+SCALES = {"survey_ces": (1, 7), "survey_nps": (0, 10), "survey_csat": (1, 5)}
+SURVEY_SLOTS = ["survey_ces", "survey_nps", "survey_csat", "survey_follow_up", "survey_comment",
+                "survey_retries"]
+HELPED_OUTCOMES = {"resolved_bot_confirmed", "case_opened", "duplicate_shown",
+                   "form_not_eligible", "faq_not_solved"}
+
+
+def conversation_id(tracker: Tracker) -> int | None:
+    """From the latest message that carried the hub's metadata (an external event sent by
+    the hub through Rasa's API has none of its own)."""
+    for event in reversed(tracker.events):
+        if event.get("event") == "user":
+            cid = (event.get("metadata") or {}).get("conversation_id")
+            if cid:
+                return int(cid)
+    cid = ((tracker.latest_message or {}).get("metadata") or {}).get("conversation_id")
+    return int(cid) if cid else None
+
+
+def was_helped(tracker: Tracker, cid: int | None) -> bool:
+    if any(e.get("event") == "action" and e.get("name") == "action_answer_faq"
+           for e in tracker.events):
+        return True
+    if cid is None:
+        return False
+    with db_session() as session:
+        conv = session.get(Conversation, cid)
+        return conv is not None and conv.outcome in HELPED_OUTCOMES
+
+
+def try_offer(tracker: Tracker) -> list[dict[str, Any]] | None:
+    """Events that start the survey, or None when it must not run now."""
+    cid = conversation_id(tracker)
+    if cid is None or (tracker.active_loop or {}).get("name"):
+        return None
+    with db_session() as session:
+        _, created = surveys.offer(session, cid)
+    if not created:
+        return None  # never twice in a conversation (also not after "no, thanks")
+    return [*[SlotSet(s, None) for s in SURVEY_SLOTS], FollowupAction("survey_form")]
+
+
+class ActionOfferSurvey(Action):
+    """After a case was created or an FAQ answer was confirmed, and when an agent closes a
+    hand-off (intent EXTERNAL_conversation_closed, triggered by the hub)."""
+
+    def name(self) -> str:
+        return "action_offer_survey"
+
+    def run(self, dispatcher, tracker, domain):
+        events = try_offer(tracker)
+        if events is None:
+            dispatcher.utter_message(response="utter_anything_else")
+            return []
+        return events
+
+
+class ActionWrapUp(Action):
+    """Goodbye, thanks, or "no" to "anything else?": the survey if the customer was helped,
+    otherwise the usual polite reply."""
+
+    def name(self) -> str:
+        return "action_wrap_up"
+
+    def run(self, dispatcher, tracker, domain):
+        intent = (tracker.latest_message or {}).get("intent", {}).get("name")
+        if was_helped(tracker, conversation_id(tracker)):
+            events = try_offer(tracker)
+            if events is not None:
+                return events
+        dispatcher.utter_message(
+            response="utter_youre_welcome" if intent == "thank" else "utter_goodbye")
+        return []
+
+
+class ValidateSurveyForm(FormValidationAction):
+    def name(self) -> str:
+        return "validate_survey_form"
+
+    async def required_slots(self, domain_slots, dispatcher, tracker, domain) -> list[str]:
+        slots = [s for s in domain_slots if s != "survey_retries"]
+        if not get_settings().survey_csat:
+            slots.remove("survey_csat")
+        nps, ces = tracker.get_slot("survey_nps"), tracker.get_slot("survey_ces")
+        unhappy = (isinstance(nps, (int, float)) and nps <= 6) or \
+            (isinstance(ces, (int, float)) and ces <= 3)
+        if not unhappy:
+            slots.remove("survey_follow_up")
+        return slots
+
+    def _score(self, slot: str, field: str, value: Any, dispatcher: CollectingDispatcher,
+               tracker: Tracker) -> dict[str, Any]:
+        low, high = SCALES[slot]
+        score = parsing.parse_score(str(value or ""), low, high, words=slot == "survey_ces")
+        retries = int(tracker.get_slot("survey_retries") or 0)
+        if score is None and retries == 0:  # asked once more, with the scale
+            dispatcher.utter_message(response="utter_survey_invalid_scale", low=low, high=high)
+            return {slot: None, "survey_retries": 1}
+        cid = conversation_id(tracker)
+        if cid:
+            with db_session() as session:
+                surveys.record(session, cid, field, score)
+        # a skipped question is stored as "skipped" in the slot (None in the database)
+        return {slot: score if score is not None else "skipped", "survey_retries": 0}
+
+    def validate_survey_ces(self, value, dispatcher, tracker, domain):
+        return self._score("survey_ces", "ces", value, dispatcher, tracker)
+
+    def validate_survey_nps(self, value, dispatcher, tracker, domain):
+        result = self._score("survey_nps", "nps", value, dispatcher, tracker)
+        nps, ces = result.get("survey_nps"), tracker.get_slot("survey_ces")
+        if (isinstance(nps, int) and nps <= 6) or (isinstance(ces, (int, float)) and ces <= 3):
+            dispatcher.utter_message(response="utter_survey_empathy")
+        return result
+
+    def validate_survey_csat(self, value, dispatcher, tracker, domain):
+        return self._score("survey_csat", "csat", value, dispatcher, tracker)
+
+    def validate_survey_follow_up(self, value, dispatcher, tracker, domain):
+        if value is True:
+            cid = conversation_id(tracker)
+            if cid:
+                with db_session() as session:
+                    surveys.request_follow_up(session, cid)
+            dispatcher.utter_message(response="utter_survey_follow_up_recorded")
+        return {"survey_follow_up": bool(value)}
+
+    def validate_survey_comment(self, value, dispatcher, tracker, domain):
+        text = " ".join(str(value or "").split())[:2000]
+        skipped = value == "skip" or not any(c.isalnum() for c in text)
+        cid = conversation_id(tracker)
+        if cid and not skipped:
+            with db_session() as session:
+                surveys.record(session, cid, "comment", text)
+        return {"survey_comment": "skip" if skipped else text}
+
+
+class ActionSurveyDone(Action):
+    def name(self) -> str:
+        return "action_survey_done"
+
+    def run(self, dispatcher, tracker, domain):
+        cid = conversation_id(tracker)
+        if cid:
+            with db_session() as session:
+                surveys.finish(session, cid, "completed")
+        dispatcher.utter_message(response="utter_survey_thanks")
+        return [SlotSet(s, None) for s in SURVEY_SLOTS]
+
+
+class ActionSurveyStop(Action):
+    """"No, thanks" or leaving mid-survey: stop politely, keep any answer already given."""
+
+    def name(self) -> str:
+        return "action_survey_stop"
+
+    def run(self, dispatcher, tracker, domain):
+        cid = conversation_id(tracker)
+        if cid:
+            with db_session() as session:
+                surveys.finish(session, cid, "declined")
+        dispatcher.utter_message(response="utter_survey_declined")
+        return [ActiveLoop(None), SlotSet("requested_slot", None),
+                *[SlotSet(s, None) for s in SURVEY_SLOTS]]
