@@ -20,6 +20,9 @@ from bot.services.conversations import Conversation
 SCALES = {"survey_ces": (1, 7), "survey_nps": (0, 10), "survey_csat": (1, 5)}
 SURVEY_SLOTS = ["survey_ces", "survey_nps", "survey_csat", "survey_follow_up", "survey_comment",
                 "survey_retries"]
+NO_COMMENT = {"no", "nada", "ninguno", "ninguna", "no gracias", "no, gracias", "sin comentarios",
+              "gracias", "adios", "nothing", "none", "no thanks", "no, thanks", "no comment",
+              "thanks", "bye", "n/a", "-"}
 HELPED_OUTCOMES = {"resolved_bot_confirmed", "case_opened", "duplicate_shown",
                    "form_not_eligible", "faq_not_solved"}
 
@@ -146,7 +149,8 @@ class ValidateSurveyForm(FormValidationAction):
 
     def validate_survey_comment(self, value, dispatcher, tracker, domain):
         text = " ".join(str(value or "").split())[:2000]
-        skipped = value == "skip" or not any(c.isalnum() for c in text)
+        skipped = (value == "skip" or not any(c.isalnum() for c in text)
+                   or parsing.fold(text).strip(" .!") in NO_COMMENT)
         cid = conversation_id(tracker)
         if cid and not skipped:
             with db_session() as session:

@@ -165,3 +165,21 @@ def test_survey_service_on_both_databases(db_url):
     with session_scope(db_url) as s:
         row = surveys.get(s, cid)
         assert (row.nps, row.state, row.channel) == (10, "completed", "telegram")
+
+
+def test_demo_activity_never_blocks_the_demo_orders(db_url):
+    from bot.db.models import Case
+    from bot.services import demo, demo_activity
+
+    with session_scope(db_url) as s:
+        demo.load(s)
+        assert demo_activity.load(s) > 0
+        assert demo_activity.load(s) == 0  # once
+    with session_scope(db_url) as s:
+        demo_cases = s.execute(select(Case).where(Case.is_demo.is_(True))).scalars().all()
+        assert demo_cases and all(c.order_line_id is None for c in demo_cases)
+    with session_scope(db_url) as s:
+        demo.clear(s)
+    with session_scope(db_url) as s:
+        assert s.execute(select(Case)).first() is None
+        assert s.execute(select(Conversation)).first() is None
