@@ -7,6 +7,7 @@ creation. Nothing is written to the case database before the customer confirms t
 
 from __future__ import annotations
 
+import re
 from abc import ABCMeta, abstractmethod
 from datetime import date
 from typing import Any
@@ -18,8 +19,8 @@ from rasa_sdk.types import DomainDict
 
 from actions.base import db_session, language_of, message_metadata
 from bot.core.config import get_settings
-from bot.db.models import Customer
-from bot.services import cases, parsing
+from bot.db.models import Attachment, Customer
+from bot.services import cases, parsing, uploads
 from bot.services import conversations as convs
 from bot.services.identifiers import find_case_number, find_order_number
 from bot.services.labels import label, options
@@ -35,7 +36,7 @@ MAX_VERIFY_ATTEMPTS = 3
 MAX_INVALID = 2  # an answer that does not fit: re-asked once with an example, then a human
 
 WARRANTY_SLOTS = ["order_line", "problem_category", "problem_description", "problem_started",
-                  "preferred_resolution", "warranty_confirm"]
+                  "photo_id", "preferred_resolution", "warranty_confirm"]
 RETURN_SLOTS = ["order_line", "return_reason", "return_type", "exchange_for", "return_confirm"]
 FLOW_SLOTS = ["case_blocked", "invalid_attempts", "correct_field", "case_number"]
 
@@ -230,6 +231,24 @@ class ValidateWarrantyForm(IntakeValidation):
         return {"problem_started": parsed if isinstance(parsed, str) else parsed.isoformat(),
                 "invalid_attempts": 0}
 
+    def validate_photo_id(self, value, dispatcher, tracker, domain):
+        """Optional: an uploaded photo of this conversation, or "none". Typed text gets one
+        reminder of how to attach; after that the claim simply goes on without a photo."""
+        value = str(value or "")
+        if value == "none":
+            return {"photo_id": "none", "invalid_attempts": 0}
+        with db_session() as session:
+            row = session.get(Attachment, value) if re.fullmatch(r"[0-9a-f]{32}", value) \
+                else None
+            ok = row is not None and (row.conversation_id is None
+                                      or row.conversation_id == conversation_id(tracker))
+        if ok:
+            return {"photo_id": value, "invalid_attempts": 0}
+        if int(tracker.get_slot("invalid_attempts") or 0) >= 1:
+            return {"photo_id": "none", "invalid_attempts": 0}
+        dispatcher.utter_message(response="utter_invalid_photo")
+        return {"photo_id": None, "invalid_attempts": 1}
+
     def validate_preferred_resolution(self, value, dispatcher, tracker, domain):
         found = value if value in dict(options("preferred_resolution", "es")) else \
             parsing.resolution(str(value or ""))
@@ -386,6 +405,9 @@ def _summary_kwargs(tracker: Tracker, lang: str) -> dict[str, Any]:
         "reason_label": label("return_reason", tracker.get_slot("return_reason"), lang),
         "type_label": label("return_type", tracker.get_slot("return_type") or "return", lang),
         "exchange_for": tracker.get_slot("exchange_for") or "—",
+        "photo_label": ({"es": "adjunta", "en": "attached"} if tracker.get_slot("photo_id")
+                        not in (None, "none") else {"es": "no", "en": "none"})[
+                            "en" if lang == "en" else "es"],
     }
 
 
@@ -433,12 +455,14 @@ class ActionAskCorrectField(Action):
 FIELD_NAMES = {
     "es": {"order_number": "Número de pedido", "order_line": "Producto",
            "problem_category": "Tipo de problema", "problem_description": "Descripción",
-           "problem_started": "Desde cuándo", "preferred_resolution": "Solución preferida",
+           "problem_started": "Desde cuándo", "photo_id": "Foto",
+           "preferred_resolution": "Solución preferida",
            "return_reason": "Motivo", "return_type": "Devolución o cambio",
            "exchange_for": "Qué quieres a cambio"},
     "en": {"order_number": "Order number", "order_line": "Product",
            "problem_category": "Kind of problem", "problem_description": "Description",
-           "problem_started": "Since when", "preferred_resolution": "Preferred solution",
+           "problem_started": "Since when", "photo_id": "Photo",
+           "preferred_resolution": "Preferred solution",
            "return_reason": "Reason", "return_type": "Return or exchange",
            "exchange_for": "What you want instead"},
 }
@@ -491,6 +515,8 @@ class _SubmitCase(Action, metaclass=ABCMeta):
                 if conv is not None and conv.customer_id is None:
                     conv.customer_id = order.customer_id
             number = opened.case.number
+            if details.get("photo_id"):
+                uploads.link_to_case(session, details["photo_id"], opened.case.id)
         set_outcome(tracker, "case_opened")
         return number, opened.created
 
@@ -507,7 +533,9 @@ class ActionSubmitWarranty(_SubmitCase):
                 tracker, "warranty", category=tracker.get_slot("problem_category"),
                 description=tracker.get_slot("problem_description"),
                 details={"problem_started": tracker.get_slot("problem_started"),
-                         "preferred_resolution": tracker.get_slot("preferred_resolution")})
+                         "preferred_resolution": tracker.get_slot("preferred_resolution"),
+                         "photo_id": photo if (photo := tracker.get_slot("photo_id"))
+                         not in (None, "none") else None})
             dispatcher.utter_message(response="utter_warranty_created", case_number=number)
             return [*reset_flow_events(), FollowupAction("action_offer_survey")]
         return reset_flow_events()

@@ -5,14 +5,28 @@ the rows in the case database. Demo data: `python -m bot demo show`."""
 from __future__ import annotations
 
 import re
+import struct
+import zlib
 
+import httpx
 from sqlalchemy import func, select
 
-from bot.db.models import Case, CaseEvent, Conversation, SurveyResponse
+from bot.db.models import Attachment, Case, CaseEvent, Conversation, SurveyResponse
 from bot.db.session import session_factory
 from bot.services.language import detect
 from tests.conftest import Chat
 
+
+def _png() -> bytes:
+    """A real 1x1 PNG."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00\xff\x00\x00")) + chunk(b"IEND", b""))
+
+
+PNG = _png()
 CASE_RE = re.compile(r"\b(GAR|DEV|SOP)-\d{4}-\d{6}\b")
 
 
@@ -52,10 +66,18 @@ def test_warranty_claim_es_end_to_end(stack):
     r = chat.say('/inform{"problem_category": "no_power"}')
     r = chat.say("al pulsar el botón no se ilumina nada <b>ni pita</b>")
     r = chat.say("desde ayer")
-    assert '/inform{"preferred_resolution": "repair"}' in payloads(r)
+    assert "foto" in texts(r) and "/deny" in payloads(r)  # optional photo
+    r = chat.say("te la mando luego")  # not a photo: one reminder of how to attach
+    assert "adjuntar" in texts(r)
+    up = httpx.post(f"{stack.hub_url}/api/uploads", params={"sender": chat.sender},
+                    content=PNG, headers={"content-type": "image/png"}, timeout=30)
+    assert up.status_code == 200, up.text
+    photo_id = up.json()["attachment_id"]
+    assert '/inform{"preferred_resolution": "repair"}' in payloads(up.json()["messages"])
     r = chat.say('/inform{"preferred_resolution": "repair"}')
     summary = texts(r)
     assert "PED-000123" in summary and "Lavadora" in summary and "No enciende" in summary
+    assert "Foto: adjunta" in summary
     assert count_cases(stack) == 0 or True  # other tests may have created cases
     before = count_cases(stack)
     r = chat.say("sí, ábrela", message_id="confirm-1")
@@ -70,6 +92,8 @@ def test_warranty_claim_es_end_to_end(stack):
         assert case.description == "al pulsar el botón no se ilumina nada <b>ni pita</b>"
         assert case.customer_id and case.order_line_id and case.conversation_id
         assert case.details["problem_started"] and case.details["preferred_resolution"] == "repair"
+        assert case.details["photo_id"] == photo_id
+        assert s.get(Attachment, photo_id).case_id == case.id
         events = s.execute(select(CaseEvent).where(CaseEvent.case_id == case.id)).scalars().all()
         assert [e.kind for e in events] == ["created"]
         conv = s.get(Conversation, case.conversation_id)
@@ -232,3 +256,15 @@ def test_status_lookup_needs_verification_and_hides_other_customers(stack):
     chat.say(number)
     r = chat.say("lucia.martin@example.com")
     assert number in texts(r) and "open" in texts(r)
+
+
+def test_uploads_refuse_what_is_not_a_photo(stack):
+    url = f"{stack.hub_url}/api/uploads"
+    sender = {"sender": "upload-test-000000001"}
+    html = b"<html><script>alert(1)</script></html>"
+    r = httpx.post(url, params=sender, content=html, headers={"content-type": "image/png"})
+    assert r.status_code == 415  # judged by content, not by the declared type
+    assert httpx.post(url, params=sender, content=b"").status_code == 422
+    big = PNG + b"\0" * 5_000_001
+    assert httpx.post(url, params=sender, content=big).status_code == 413
+    assert httpx.post(url, params={"sender": "bad"}, content=PNG).status_code == 422

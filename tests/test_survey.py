@@ -94,6 +94,7 @@ def test_warranty_conversation_ends_with_survey_en_detractor(stack):
     chat.say('/inform{"problem_category": "no_power"}')
     chat.say("the screen stays black after charging all night")
     chat.say("3 days ago")
+    chat.say("/deny")  # no photo
     chat.say('/inform{"preferred_resolution": "replacement"}')
     r = chat.say("yes")
     assert "GAR-" in Chat.texts(r) and "From 1 (very difficult) to 7" in Chat.texts(r)

@@ -57,6 +57,7 @@ class Settings:
     order_api_url: str = ""
     order_api_token: str = ""
     order_api_timeout: float = 3.0
+    upload_max_bytes: int = 5_000_000  # photos customers attach to a claim
     survey_csat: bool = False  # also ask CSAT (1-5) in the closing survey
     secret_key: str = ""
     log_level: str = "INFO"

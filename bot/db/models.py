@@ -172,6 +172,19 @@ class CaseCounter(Base):
     last_value = Column(Integer, nullable=False, default=0)
 
 
+class Attachment(Base):
+    """A photo the customer sent (stored under var/uploads with a random name)."""
+
+    __tablename__ = "attachments"
+    id = Column(String(32), primary_key=True)  # random hex, also the file name
+    conversation_id = Column(Integer, ForeignKey("conversations.id", ondelete="CASCADE"),
+                             nullable=True, index=True)
+    case_id = Column(Integer, ForeignKey("cases.id"), nullable=True, index=True)
+    content_type = Column(String(32), nullable=False)
+    size = Column(Integer, nullable=False)
+    created_at = Column(DateTime, nullable=False, default=utcnow)
+
+
 class SurveyResponse(Base):
     __tablename__ = "survey_responses"
     id = Column(Integer, primary_key=True)

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from bot.core.config import Settings, get_settings
 from bot.db.session import session_factory
 from bot.hub.rasa_client import RasaClient
-from bot.hub.routes import health, messages
+from bot.hub.routes import health, messages, uploads
 from bot.hub.turns import TurnService
 
 
@@ -37,4 +37,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Postventa hub", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.include_router(health.router)
     app.include_router(messages.router)
+    app.include_router(uploads.router)
     return app

@@ -1,0 +1,64 @@
+"""Photos customers attach to a claim: checked by content (not by the name or the declared
+type), size-limited, stored under var/uploads with a random name and never served back as
+anything but an image."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from bot.core.config import VAR_DIR
+from bot.db.models import Attachment
+
+UPLOAD_DIR = VAR_DIR / "uploads"
+_SIGNATURES = (
+    (b"\xff\xd8\xff", "image/jpeg", "jpg"),
+    (b"\x89PNG\r\n\x1a\n", "image/png", "png"),
+)
+
+
+class UploadRejected(ValueError):
+    def __init__(self, reason: str, status: int) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+def sniff(data: bytes) -> tuple[str, str] | None:
+    for magic, content_type, ext in _SIGNATURES:
+        if data.startswith(magic):
+            return content_type, ext
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp", "webp"
+    return None
+
+
+def store_image(session: Session, data: bytes, *, conversation_id: int | None,
+                max_bytes: int, directory: Path = UPLOAD_DIR) -> Attachment:
+    if not data:
+        raise UploadRejected("empty file", 422)
+    if len(data) > max_bytes:
+        raise UploadRejected(f"file larger than {max_bytes} bytes", 413)
+    kind = sniff(data)
+    if kind is None:
+        raise UploadRejected("only JPEG, PNG or WebP photos are accepted", 415)
+    content_type, ext = kind
+    directory.mkdir(parents=True, exist_ok=True)
+    attachment_id = secrets.token_hex(16)
+    path = directory / f"{attachment_id}.{ext}"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    row = Attachment(id=attachment_id, conversation_id=conversation_id,
+                     content_type=content_type, size=len(data))
+    session.add(row)
+    session.flush()
+    return row
+
+
+def link_to_case(session: Session, attachment_id: str, case_id: int) -> None:
+    row = session.get(Attachment, attachment_id)
+    if row is not None:
+        row.case_id = case_id
