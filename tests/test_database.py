@@ -129,3 +129,17 @@ def test_final_outcome_is_not_overwritten(session):
     convs.set_outcome(session, opened.conversation.id, "case_opened")
     convs.set_outcome(session, opened.conversation.id, "faq_not_solved")
     assert opened.conversation.outcome == "case_opened"
+
+
+def test_idle_close_marks_an_open_survey_incomplete(session):
+    from bot.services import surveys
+
+    opened = convs.open_or_continue(session, sender="m" * 16, channel="web", idle_timeout=60,
+                                    default_language="es")
+    surveys.offer(session, opened.conversation.id)
+    surveys.record(session, opened.conversation.id, "ces", 6)
+    later = utcnow() + timedelta(seconds=120)
+    convs.open_or_continue(session, sender="m" * 16, channel="web", idle_timeout=60,
+                           default_language="es", now=later)
+    row = surveys.get(session, opened.conversation.id)
+    assert (row.state, row.ces) == ("incomplete", 6)

@@ -268,3 +268,33 @@ def test_uploads_refuse_what_is_not_a_photo(stack):
     big = PNG + b"\0" * 5_000_001
     assert httpx.post(url, params=sender, content=big).status_code == 413
     assert httpx.post(url, params={"sender": "bad"}, content=PNG).status_code == 422
+
+
+def test_duplicate_claim_en_and_unfit_answers_offer_a_human(stack):
+    chat = Chat(stack.hub_url, locale="en-GB")
+    chat.say("the mattress I bought is sagging, I want to claim the warranty")
+    chat.say("PED-000518")
+    chat.say("david.brown@example.com")
+    chat.say('/inform{"order_line": "2"}')
+    chat.say('/inform{"problem_category": "damaged"}')
+    chat.say("a deep dip in the middle after a few months")
+    chat.say("two weeks ago")
+    chat.say("/deny")  # no photo
+    chat.say('/inform{"preferred_resolution": "replacement"}')
+    number = case_number(chat.say("yes"))
+    chat.say("/deny")  # no survey, thanks
+    before = count_cases(stack)
+    chat.say("I want to claim the warranty for the mattress again")
+    r = chat.say("PED-000518")  # verified already in this conversation
+    r = chat.say('/inform{"order_line": "2"}')
+    assert number in texts(r) and "already have an open case" in texts(r)
+    assert count_cases(stack) == before
+
+    other = Chat(stack.hub_url, locale="en-GB")
+    other.say("my table is broken")
+    r = other.say("12345")
+    assert "PED-000123" in texts(r)  # re-asked once, with an example
+    r = other.say("999")
+    assert "/request_human" in payloads(r)  # then a human is offered
+    r = other.say("hello")
+    assert "/open_warranty_claim" in payloads(r)  # and the form is over

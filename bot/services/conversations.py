@@ -55,6 +55,7 @@ def open_or_continue(
         # a form left half-way counts as abandoned (nothing of it was written)
         current.outcome = ("abandoned" if current.outcome == "form_in_progress"
                            else current.outcome or "ended_idle")
+        _close_survey(session, current.id)
     conv = Conversation(
         sender=sender,
         channel=channel,
@@ -67,6 +68,17 @@ def open_or_continue(
     session.add(conv)
     session.flush()
     return Opened(conv, True, current is not None)
+
+
+def _close_survey(session: Session, conversation_id: int) -> None:
+    """A survey still waiting for answers when the conversation ends stays incomplete;
+    whatever was answered is kept."""
+    from bot.db.models import SurveyResponse
+
+    row = session.execute(select(SurveyResponse).where(
+        SurveyResponse.conversation_id == conversation_id)).scalar_one_or_none()
+    if row is not None and row.state in ("offered", "partial"):
+        row.state = "incomplete"
 
 
 def find_inbound(session: Session, conversation_id: int, client_message_id: str) -> Message | None:
