@@ -22,6 +22,7 @@ from bot.core.config import get_settings
 from bot.db.models import Attachment, Customer
 from bot.services import cases, parsing, uploads
 from bot.services import conversations as convs
+from bot.services import verification_attempts as attempts_svc
 from bot.services.identifiers import find_case_number, find_order_number
 from bot.services.labels import label, options
 from bot.services.orders import (
@@ -38,7 +39,10 @@ MAX_INVALID = 2  # an answer that does not fit: re-asked once with an example, t
 WARRANTY_SLOTS = ["order_line", "problem_category", "problem_description", "problem_started",
                   "photo_id", "preferred_resolution", "warranty_confirm"]
 RETURN_SLOTS = ["order_line", "return_reason", "return_type", "exchange_for", "return_confirm"]
-FLOW_SLOTS = ["case_blocked", "invalid_attempts", "correct_field", "case_number"]
+# The order number is asked again for each new request (it may be another order); the
+# customer's verification is kept, so an order of theirs is not verified twice.
+FLOW_SLOTS = ["case_blocked", "invalid_attempts", "correct_field", "case_number",
+              "verification", "order_number"]
 
 
 def reset_flow_events() -> list[EventType]:
@@ -62,6 +66,14 @@ def find_order(number: str | None) -> OrderInfo | None:
     return order_service(get_settings()).find(number) if number else None
 
 
+def find_order_quietly(number: str | None) -> OrderInfo | None:
+    """For questions and summaries: a down order service must not crash the turn."""
+    try:
+        return find_order(number)
+    except OrderServiceUnavailable:
+        return None
+
+
 def line_of(order: OrderInfo, line_id: Any) -> Any:
     return next((x for x in order.lines if str(x.line_id) == str(line_id)), None)
 
@@ -72,6 +84,11 @@ def _fmt(d: date | None, lang: str) -> str:
     return d.strftime("%d/%m/%Y") if lang == "es" else d.strftime("%d %b %Y")
 
 
+def is_verified(tracker: Tracker) -> bool:
+    number = tracker.get_slot("order_number")
+    return bool(number) and tracker.get_slot("verified_order") == number
+
+
 class IntakeValidation(FormValidationAction):
     """Identification shared by the intake forms: order number, then email or last 4 digits
     of the phone; three failures block the flow. Also the "answer does not fit" counter."""
@@ -79,6 +96,17 @@ class IntakeValidation(FormValidationAction):
     @abstractmethod
     def name(self) -> str:  # abstract: rasa_sdk registers only the concrete forms
         ...
+
+    def order(self, tracker: Tracker, dispatcher: CollectingDispatcher) -> OrderInfo | None:
+        """The form's (already found) order; None, after an apology, if the shop's order
+        service is down or the order vanished."""
+        try:
+            order = find_order(tracker.get_slot("order_number"))
+        except OrderServiceUnavailable:
+            order = None
+        if order is None:
+            dispatcher.utter_message(response="utter_order_service_down")
+        return order
 
     def invalid(self, dispatcher: CollectingDispatcher, tracker: Tracker, slot: str,
                 response: str, **kwargs: Any) -> dict[str, Any]:
@@ -127,8 +155,20 @@ class IntakeValidation(FormValidationAction):
 
     def validate_verification(self, value: Any, dispatcher: CollectingDispatcher,
                               tracker: Tracker, domain: DomainDict) -> dict[str, Any]:
-        order = find_order(tracker.get_slot("order_number"))
+        try:
+            order = find_order(tracker.get_slot("order_number"))
+        except OrderServiceUnavailable:
+            dispatcher.utter_message(response="utter_order_service_down")
+            return {"verification": None, "case_blocked": "service"}
+        key = f"order:{tracker.get_slot('order_number')}"
+        with db_session() as session:
+            locked = attempts_svc.is_locked(session, key)
+        if locked:
+            dispatcher.utter_message(response="utter_verification_locked")
+            return {"verification": None, "case_blocked": "verification"}
         if order is not None and verify_customer(order, str(value or "")):
+            with db_session() as session:
+                attempts_svc.reset(session, key)
             result = {"verification": "ok", "customer_verified": True,
                       "verified_order": order.number, "verify_attempts": 0,
                       "customer_id": str(order.customer_id) if order.customer_id else None,
@@ -136,7 +176,9 @@ class IntakeValidation(FormValidationAction):
             if len(order.lines) == 1:
                 result.update(self.select_line(order, order.lines[0], dispatcher, tracker))
             return result
-        attempts = int(tracker.get_slot("verify_attempts") or 0) + 1
+        with db_session() as session:
+            lasting = attempts_svc.record_failure(session, key)
+        attempts = max(int(tracker.get_slot("verify_attempts") or 0) + 1, lasting)
         if attempts >= MAX_VERIFY_ATTEMPTS:
             dispatcher.utter_message(response="utter_verification_locked")
             return {"verification": None, "verify_attempts": attempts,
@@ -166,7 +208,11 @@ class IntakeValidation(FormValidationAction):
 
     def validate_order_line(self, value: Any, dispatcher: CollectingDispatcher,
                             tracker: Tracker, domain: DomainDict) -> dict[str, Any]:
-        order = find_order(tracker.get_slot("order_number"))
+        if not is_verified(tracker):  # never show anything of an order not verified
+            return {"order_line": None}
+        order = self.order(tracker, dispatcher)
+        if order is None:
+            return {"order_line": None, "case_blocked": "service"}
         text = parsing.fold(str(value or ""))
         line = line_of(order, text) if order else None
         if order and line is None:  # typed the product instead of pressing a button
@@ -284,7 +330,11 @@ class ValidateReturnForm(IntakeValidation):
             parsing.return_reason(str(value or ""))
         if not found:
             return self.invalid(dispatcher, tracker, "return_reason", "utter_invalid_choice")
-        order = find_order(tracker.get_slot("order_number"))
+        if not is_verified(tracker):
+            return {"return_reason": None}
+        order = self.order(tracker, dispatcher)
+        if order is None:
+            return {"return_reason": None, "case_blocked": "service"}
         e = return_eligibility(order.delivered_at if order else None, get_settings(),
                                damaged_on_arrival=found == "arrived_damaged")
         if not e.eligible:
@@ -305,7 +355,10 @@ class ValidateReturnForm(IntakeValidation):
             parsing.return_type(str(value or ""))
         if not found:
             return self.invalid(dispatcher, tracker, "return_type", "utter_invalid_choice")
-        return {"return_type": found, "invalid_attempts": 0}
+        result = {"return_type": found, "invalid_attempts": 0}
+        if found == "return":
+            result["exchange_for"] = None  # changed from exchange back to return
+        return result
 
     def validate_exchange_for(self, value, dispatcher, tracker, domain):
         text = " ".join(str(value or "").split())[:300]
@@ -353,7 +406,7 @@ class ActionAskOrderLine(Action):
         return "action_ask_order_line"
 
     def run(self, dispatcher, tracker, domain):
-        order = find_order(tracker.get_slot("order_number"))
+        order = find_order_quietly(tracker.get_slot("order_number"))
         buttons = [{"title": line.product,
                     "payload": f'/inform{{"order_line": "{line.line_id}"}}'}
                    for line in (order.lines if order else [])]
@@ -387,7 +440,7 @@ ActionAskReturnType = _choice_question("return_type", "utter_ask_return_type", "
 
 
 def _summary_kwargs(tracker: Tracker, lang: str) -> dict[str, Any]:
-    order = find_order(tracker.get_slot("order_number"))
+    order = find_order_quietly(tracker.get_slot("order_number"))
     line = line_of(order, tracker.get_slot("order_line")) if order else None
     started = tracker.get_slot("problem_started")
     if started and started != "unknown":
@@ -498,7 +551,9 @@ class _SubmitCase(Action, metaclass=ABCMeta):
 
     def create(self, tracker: Tracker, case_type: str, **fields: Any) -> tuple[Any, bool]:
         order = find_order(tracker.get_slot("order_number"))
-        line = line_of(order, tracker.get_slot("order_line"))
+        line = line_of(order, tracker.get_slot("order_line")) if order else None
+        if line is None:
+            raise OrderServiceUnavailable("order or line not found at submission")
         meta = message_metadata(tracker)
         key = f"{conversation_id(tracker) or tracker.sender_id}:{self.form}:" \
               f"{form_started_at(tracker, self.form):.6f}"
@@ -528,6 +583,13 @@ class ActionSubmitWarranty(_SubmitCase):
         return "action_submit_warranty"
 
     def run(self, dispatcher, tracker, domain):
+        try:
+            return self.submit(dispatcher, tracker)
+        except OrderServiceUnavailable:
+            dispatcher.utter_message(response="utter_order_service_down")
+            return reset_flow_events()
+
+    def submit(self, dispatcher, tracker):
         if not self.blocked(dispatcher, tracker) and tracker.get_slot("warranty_confirm"):
             number, _ = self.create(
                 tracker, "warranty", category=tracker.get_slot("problem_category"),
@@ -548,6 +610,13 @@ class ActionSubmitReturn(_SubmitCase):
         return "action_submit_return"
 
     def run(self, dispatcher, tracker, domain):
+        try:
+            return self.submit(dispatcher, tracker)
+        except OrderServiceUnavailable:
+            dispatcher.utter_message(response="utter_order_service_down")
+            return reset_flow_events()
+
+    def submit(self, dispatcher, tracker):
         if not self.blocked(dispatcher, tracker) and tracker.get_slot("return_confirm"):
             reason = tracker.get_slot("return_reason")
             if reason == "arrived_damaged":  # warranty-style, whatever the return window
@@ -644,7 +713,12 @@ class ValidateStatusForm(IntakeValidation):
 
     def validate_verification(self, value, dispatcher, tracker, domain):
         number = tracker.get_slot("case_number")
+        key = f"case:{number}"
         with db_session() as session:
+            if attempts_svc.is_locked(session, key):
+                dispatcher.utter_message(response="utter_verification_locked")
+                return {"verification": None, "case_number": None,
+                        "case_blocked": "verification"}
             case = cases.get_by_number(session, number) if number else None
             customer = session.get(Customer, case.customer_id) \
                 if case is not None and case.customer_id else None
@@ -653,11 +727,13 @@ class ValidateStatusForm(IntakeValidation):
                           phone=customer.phone, language=customer.language,
                           delivered_at=None), str(value or ""))
             if ok:
+                attempts_svc.reset(session, key)
                 return {"verification": "ok", "customer_verified": True,
                         "customer_id": str(customer.id),
                         "customer_name": customer.name.split()[0], "verify_attempts": 0}
+            lasting = attempts_svc.record_failure(session, key)
         # Unknown case and somebody else's case get the same answer.
-        attempts = int(tracker.get_slot("verify_attempts") or 0) + 1
+        attempts = max(int(tracker.get_slot("verify_attempts") or 0) + 1, lasting)
         if attempts >= MAX_VERIFY_ATTEMPTS:
             dispatcher.utter_message(response="utter_verification_locked")
             return {"verification": None, "case_number": None, "verify_attempts": attempts,

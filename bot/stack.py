@@ -78,7 +78,8 @@ class Stack:
                         "-p", str(self.action_port)],
             "rasa": [
                 str(Path(py).parent / "rasa"), "run", "-m", str(model_path()), "--enable-api",
-                "--auth-token", self.settings.rasa_token, "-i", "127.0.0.1",
+                # "=" form: a token starting with "-" must not be read as an option
+                f"--auth-token={self.settings.rasa_token}", "-i", "127.0.0.1",
                 "-p", str(self.rasa_port), "--endpoints", "endpoints.yml",
                 "--credentials", "credentials.yml",
             ],

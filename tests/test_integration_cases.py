@@ -260,7 +260,9 @@ def test_status_lookup_needs_verification_and_hides_other_customers(stack):
 
 def test_uploads_refuse_what_is_not_a_photo(stack):
     url = f"{stack.hub_url}/api/uploads"
-    sender = {"sender": "upload-test-000000001"}
+    chat = Chat(stack.hub_url, sender="upload-test-000000001")
+    chat.say("hola")
+    sender = {"sender": chat.sender}
     html = b"<html><script>alert(1)</script></html>"
     r = httpx.post(url, params=sender, content=html, headers={"content-type": "image/png"})
     assert r.status_code == 415  # judged by content, not by the declared type
@@ -268,25 +270,58 @@ def test_uploads_refuse_what_is_not_a_photo(stack):
     big = PNG + b"\0" * 5_000_001
     assert httpx.post(url, params=sender, content=big).status_code == 413
     assert httpx.post(url, params={"sender": "bad"}, content=PNG).status_code == 422
+    stranger = {"sender": "no-conversation-yet-0001"}  # photos only into a conversation
+    assert httpx.post(url, params=stranger, content=PNG).status_code == 404
+
+
+def test_cannot_peek_at_an_unverified_order(stack):
+    """Verified for one order, then naming another order at the product question must not
+    reveal anything of it (its products, dates or cases)."""
+    chat = Chat(stack.hub_url, locale="es-ES")
+    chat.say("quiero reclamar la garantía de la cafetera")
+    chat.say("PED-000123")
+    chat.say("lucia.martin@example.com")
+    r = chat.say('/inform{"order_number": "PED-000405", "order_line": "1"}')
+    out = texts(r)
+    assert "Horno" not in out and "garantía terminó" not in out
+    assert "correo" in out  # the other order needs its own verification
+    r = chat.say("0000")
+    assert "no coinciden" in texts(r) and "Horno" not in texts(r)
+
+
+def test_verification_lock_survives_a_new_conversation(stack):
+    first = Chat(stack.hub_url, locale="en-GB")
+    first.say("I want to return something")
+    first.say("PED-000250")
+    assert "doesn't match" in texts(first.say("1111"))
+    assert "doesn't match" in texts(first.say("2222"))
+    second = Chat(stack.hub_url, locale="en-GB")  # a new sender does not reset the count
+    second.say("I want to return something")
+    second.say("PED-000250")
+    assert "three attempts" in texts(second.say("3333"))
+    third = Chat(stack.hub_url, locale="en-GB")
+    third.say("I want to return something")
+    third.say("PED-000250")
+    r = third.say("jorge.ramirez@example.com")  # right, but the number is locked for now
+    assert "three attempts" in texts(r) and "Silla" not in texts(r)
 
 
 def test_duplicate_claim_en_and_unfit_answers_offer_a_human(stack):
     chat = Chat(stack.hub_url, locale="en-GB")
-    chat.say("the mattress I bought is sagging, I want to claim the warranty")
-    chat.say("PED-000518")
-    chat.say("david.brown@example.com")
-    chat.say('/inform{"order_line": "2"}')
-    chat.say('/inform{"problem_category": "damaged"}')
-    chat.say("a deep dip in the middle after a few months")
+    chat.say("my fridge stopped cooling, I want to claim the warranty")
+    chat.say("PED-000402")
+    r = chat.say("carmen.ortega@example.com")  # one product: no need to choose
+    assert '/inform{"problem_category": "no_power"}' in payloads(r)
+    chat.say('/inform{"problem_category": "other"}')
+    chat.say("it does not get cold any more, the light is on")
     chat.say("two weeks ago")
     chat.say("/deny")  # no photo
     chat.say('/inform{"preferred_resolution": "replacement"}')
     number = case_number(chat.say("yes"))
     chat.say("/deny")  # no survey, thanks
     before = count_cases(stack)
-    chat.say("I want to claim the warranty for the mattress again")
-    r = chat.say("PED-000518")  # verified already in this conversation
-    r = chat.say('/inform{"order_line": "2"}')
+    chat.say("I want to claim the warranty for the fridge again")
+    r = chat.say("PED-000402")  # verified already in this conversation: straight to the check
     assert number in texts(r) and "already have an open case" in texts(r)
     assert count_cases(stack) == before
 

@@ -123,3 +123,30 @@ def test_report_cli_bad_date(db_url):
 
     result = run_cli("report", "--since", "yesterday", env={**os.environ, "DATABASE_URL": db_url})
     assert result.returncode == 2 and "YYYY-MM-DD" in result.stderr
+
+
+def test_idle_form_is_abandoned_and_not_assumed_contained(session):
+    left = _conv(session, "g" * 16, "form_in_progress", T0)
+    left.status = "bot"
+    _conv(session, "h" * 16, "faq_not_solved", T0)
+    closed_unresolved = Case(number="SOP-2026-000009", type="support", status="closed",
+                             channel="web", language="es", created_at=T0, updated_at=T0)
+    session.add(closed_unresolved)
+    session.commit()
+    r = kpi.report(session, now=T0 + timedelta(hours=2), idle_timeout=1800)
+    assert r["abandonment_pct"] == 50.0
+    assert r["containment_assumed_pct"] == 0.0  # neither counts as contained
+    assert r["fcr_pct"] is None  # a case closed without being resolved is not in FCR
+
+
+def test_verification_attempts_lock(session):
+    from bot.services import verification_attempts as va
+
+    for _ in range(va.MAX_FAILURES - 1):
+        va.record_failure(session, "order:PED-000001")
+    assert not va.is_locked(session, "order:PED-000001")
+    assert va.record_failure(session, "order:PED-000001") == va.MAX_FAILURES
+    assert va.is_locked(session, "order:PED-000001")
+    va.reset(session, "order:PED-000001")
+    session.flush()
+    assert not va.is_locked(session, "order:PED-000001")

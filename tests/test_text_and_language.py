@@ -121,3 +121,12 @@ def test_button_payloads_do_not_switch_language(stack):
     reply = chat.say('/inform{"return_type": "return", "return_reason": "changed_mind"}')
     text = Chat.texts(reply)
     assert language.detect(text).language == "es", text
+
+
+def test_rasa_token_starting_with_a_dash_is_passed_safely():
+    from bot.core.config import Settings
+    from bot.stack import Stack
+
+    stack = Stack(Settings(rasa_token="-abc123"), rasa_port=1, action_port=2)
+    cmd = stack.commands()["rasa"]
+    assert "--auth-token=-abc123" in cmd and "-abc123" not in cmd

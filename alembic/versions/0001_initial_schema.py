@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 02:45:09.280733
+Create Date: 2026-11-25 02:56:52.242773
 """
 from alembic import op
 import sqlalchemy as sa
@@ -69,6 +69,13 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('username')
     )
+    op.create_table('verification_attempts',
+    sa.Column('key', sa.String(length=40), nullable=False),
+    sa.Column('failures', sa.Integer(), nullable=False),
+    sa.Column('last_failure_at', sa.DateTime(), nullable=True),
+    sa.Column('locked_until', sa.DateTime(), nullable=True),
+    sa.PrimaryKeyConstraint('key')
+    )
     op.create_table('conversations',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('sender', sa.String(length=128), nullable=False),
@@ -76,6 +83,7 @@ def upgrade() -> None:
     sa.Column('language', sa.String(length=2), nullable=False),
     sa.Column('language_source', sa.String(length=16), nullable=False),
     sa.Column('rasa_language', sa.String(length=2), nullable=True),
+    sa.Column('rasa_session_started', sa.Boolean(), nullable=False),
     sa.Column('customer_id', sa.Integer(), nullable=True),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('outcome', sa.String(length=32), nullable=True),
@@ -272,6 +280,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_conversations_customer_id'))
 
     op.drop_table('conversations')
+    op.drop_table('verification_attempts')
     op.drop_table('staff_users')
     op.drop_table('products')
     op.drop_table('faq_entries')

@@ -215,7 +215,7 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
         print(f"error: {exc} (dates as YYYY-MM-DD)", file=sys.stderr)
         return 2
     with session_scope(settings.database_url) as session:
-        data = kpi.report(session, filters)
+        data = kpi.report(session, filters, idle_timeout=settings.conversation_idle_timeout)
     if args.json:
         _print_json(data)
         return 0

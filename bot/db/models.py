@@ -89,6 +89,7 @@ class Conversation(Base):
     language = Column(String(2), nullable=False, default="es")
     language_source = Column(String(16), nullable=False, default="default")
     rasa_language = Column(String(2), nullable=True)  # last value pushed to Rasa's slot
+    rasa_session_started = Column(Boolean, nullable=False, default=False)
     customer_id = Column(Integer, ForeignKey("customers.id"), nullable=True, index=True)
     status = Column(String(16), nullable=False, default="bot")
     outcome = Column(String(32), nullable=True)
@@ -233,6 +234,16 @@ class FaqRevision(Base):
     snapshot = Column(JSON, nullable=False)
     changed_by = Column(String(64), nullable=False)
     changed_at = Column(DateTime, nullable=False, default=utcnow)
+
+
+class VerificationAttempt(Base):
+    """Failed identity checks per order/case number (brute-force protection)."""
+
+    __tablename__ = "verification_attempts"
+    key = Column(String(40), primary_key=True)  # "order:PED-000123" | "case:GAR-2026-000001"
+    failures = Column(Integer, nullable=False, default=0)
+    last_failure_at = Column(DateTime, nullable=True)
+    locked_until = Column(DateTime, nullable=True)
 
 
 class StaffUser(Base):

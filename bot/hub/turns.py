@@ -104,12 +104,13 @@ class TurnService:
             idle_timeout=s.conversation_idle_timeout, default_language=s.default_language,
         )
         conv = opened.conversation
-        if client_message_id:
-            earlier = convs.find_inbound(session, conv.id, client_message_id)
-            if earlier is not None:  # a resend of a message we already handled
-                replies = [m.payload or {"text": m.text}
-                           for m in convs.replies_to(session, earlier.id)]
-                return TurnResult(conv.id, conv.language, replies, earlier.status == "failed")
+        earlier = (convs.find_inbound(session, conv.id, client_message_id)
+                   if client_message_id else None)
+        if earlier is not None and earlier.status == "ok":
+            # a resend of a message we already answered: the same answer, no second turn
+            replies = [m.payload or {"text": m.text}
+                       for m in convs.replies_to(session, earlier.id)]
+            return TurnResult(conv.id, conv.language, replies)
 
         text = clean_text((raw_text or "")[: s.max_message_chars])
         decision = language.decide(
@@ -119,10 +120,14 @@ class TurnService:
             previous_source=conv.language_source, default=s.default_language,
         )
         conv.language, conv.language_source = decision.language, decision.source
-        inbound = convs.add_message(
-            session, conv, direction="in", author="customer", text=text,
-            client_message_id=client_message_id, status="pending",
-        )
+        if earlier is not None:  # a resend of a turn that failed: try it again now
+            inbound = earlier
+            inbound.status = "pending"
+        else:
+            inbound = convs.add_message(
+                session, conv, direction="in", author="customer", text=text,
+                client_message_id=client_message_id, status="pending",
+            )
         session.commit()  # the customer's words are safe before anything else can fail
 
         if not text:
@@ -133,11 +138,15 @@ class TurnService:
             return TurnResult(conv.id, conv.language, [])
 
         try:
-            if opened.is_new:
+            # A new conversation starts a new Rasa session; kept pending until Rasa accepted
+            # it, so a first turn that failed does not leak the previous session's state.
+            new_session = not conv.rasa_session_started
+            if new_session:
                 conv.rasa_language = None
             slots = {"language": conv.language} if conv.rasa_language != conv.language else {}
-            self.rasa.prepare_turn(sender, new_session=opened.is_new, slots=slots)
+            self.rasa.prepare_turn(sender, new_session=new_session, slots=slots)
             conv.rasa_language = conv.language
+            conv.rasa_session_started = True
             replies = self.rasa.send(sender, text[: s.nlu_max_chars], {
                 "channel": channel,
                 "language": conv.language,

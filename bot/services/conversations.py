@@ -148,3 +148,12 @@ def set_outcome(session: Session, conversation_id: int, outcome: str) -> None:
     if conv.outcome in _FINAL_OUTCOMES and outcome not in _FINAL_OUTCOMES:
         return
     conv.outcome = outcome
+
+
+def attachment_count(session: Session, conversation_id: int) -> int:
+    from sqlalchemy import func
+
+    from bot.db.models import Attachment
+
+    return int(session.execute(select(func.count(Attachment.id)).where(
+        Attachment.conversation_id == conversation_id)).scalar_one())

@@ -20,6 +20,7 @@ from bot.db.models import Case, CaseEvent, Conversation, SurveyResponse
 CONFIRMED = "resolved_bot_confirmed"
 ESCALATED_OUTCOMES = {"escalated", "abandoned_queue"}
 ABANDONED_OUTCOMES = {"abandoned", "abandoned_queue"}
+NOT_CONTAINED = {"faq_not_solved", "form_in_progress"}
 FCR_WINDOW = timedelta(days=7)
 RETURN_WINDOW = timedelta(hours=72)
 
@@ -118,8 +119,12 @@ def _surveys(session: Session, conv_ids: set[int]) -> list[SurveyResponse]:
         SurveyResponse.conversation_id.in_(conv_ids))).scalars())
 
 
-def report(session: Session, f: Filters | None = None) -> dict[str, Any]:
+def report(session: Session, f: Filters | None = None, *, idle_timeout: int = 1800,
+           now: datetime | None = None) -> dict[str, Any]:
+    """All KPIs. A form left idle longer than `idle_timeout` counts as abandoned even if the
+    customer never came back (the hub only closes a conversation on its next message)."""
     f = f or Filters()
+    now = now or datetime.utcnow()
     convs = _conversations(session, f)
     conv_ids = {c.id for c in convs}
     surveys = _surveys(session, conv_ids)
@@ -145,15 +150,18 @@ def report(session: Session, f: Filters | None = None) -> dict[str, Any]:
         return any(o.id != c.id and end < o.started_at <= end + window
                    for o in by_customer.get(c.customer_id or f"s:{c.sender}", []))
 
+    abandoned = {c.id for c in convs if c.outcome in ABANDONED_OUTCOMES
+                 or (c.outcome == "form_in_progress" and c.status == "bot"
+                     and c.last_activity_at < now - timedelta(seconds=idle_timeout))}
     not_escalated = [c for c in convs if c.id not in escalated_convs]
     confirmed = [c for c in not_escalated if c.outcome == CONFIRMED or c.id in positive_survey]
     confirmed_ids = {c.id for c in confirmed}
-    assumed = [c for c in not_escalated if c.id not in confirmed_ids
-               and c.outcome not in ABANDONED_OUTCOMES and not came_back(c, RETURN_WINDOW)]
+    # assumed: no hand-off, not abandoned, not told us it did not help, no return in 72 h
+    assumed = [c for c in not_escalated if c.id not in confirmed_ids and c.id not in abandoned
+               and c.outcome not in NOT_CONTAINED and not came_back(c, RETURN_WINDOW)]
 
     # FCR over resolved cases: no escalation, no reopening, no new contact within 7 days
-    resolved = [c for c in case_rows if c.id in ever_resolved or c.status in ("resolved",
-                                                                               "closed")]
+    resolved = [c for c in case_rows if c.id in ever_resolved]  # closed unresolved: no
     conv_by_id = {c.id: c for c in session.execute(select(Conversation)).scalars()}
     fcr_ok = 0
     for case in resolved:
@@ -188,7 +196,7 @@ def report(session: Session, f: Filters | None = None) -> dict[str, Any]:
         "containment_confirmed_pct": pct(len(confirmed), len(convs)),
         "containment_assumed_pct": pct(len(assumed), len(convs)),
         "escalation_rate_pct": pct(len(escalated_convs), len(convs)),
-        "abandonment_pct": pct(sum(c.outcome in ABANDONED_OUTCOMES for c in convs), len(convs)),
+        "abandonment_pct": pct(len(abandoned), len(convs)),
         "first_response_time": duration_stats(frt),
         "resolution_time": resolution,
         "reopen_rate_pct": pct(len(reopened & ever_resolved), len(ever_resolved)),

@@ -12,6 +12,7 @@ from bot.services import conversations as convs
 from bot.services.uploads import UploadRejected, store_image
 
 router = APIRouter()
+MAX_PER_CONVERSATION = 5
 
 
 @router.post("/api/uploads")
@@ -32,9 +33,14 @@ async def upload(request: Request, sender: str) -> dict[str, Any]:
     def _store() -> str:
         with request.app.state.sessions() as session:
             current = convs.latest_for_sender(session, sender)
+            # only into an existing conversation, and a few photos each: no free disk space
+            if current is None:
+                raise HTTPException(status_code=404, detail="no conversation for this sender")
+            if convs.attachment_count(session, current.id) >= MAX_PER_CONVERSATION:
+                raise HTTPException(status_code=429, detail="too many photos in this conversation")
             try:
                 row = store_image(session, bytes(data), max_bytes=limit,
-                                  conversation_id=current.id if current else None)
+                                  conversation_id=current.id)
             except UploadRejected as exc:
                 raise HTTPException(status_code=exc.status, detail=str(exc)) from exc
             session.commit()
