@@ -538,6 +538,17 @@ class _SubmitCase(Action, metaclass=ABCMeta):
     def name(self) -> str:  # abstract: rasa_sdk registers only the concrete actions
         ...
 
+    def run(self, dispatcher, tracker, domain):
+        try:
+            return self.submit(dispatcher, tracker)
+        except OrderServiceUnavailable:  # the shop's order API went down at the last step
+            dispatcher.utter_message(response="utter_order_service_down")
+            return reset_flow_events()
+
+    @abstractmethod
+    def submit(self, dispatcher: CollectingDispatcher, tracker: Tracker) -> list[EventType]:
+        ...
+
     def blocked(self, dispatcher: CollectingDispatcher, tracker: Tracker) -> bool:
         reason = tracker.get_slot("case_blocked") or ""
         if not reason:
@@ -582,13 +593,6 @@ class ActionSubmitWarranty(_SubmitCase):
     def name(self) -> str:
         return "action_submit_warranty"
 
-    def run(self, dispatcher, tracker, domain):
-        try:
-            return self.submit(dispatcher, tracker)
-        except OrderServiceUnavailable:
-            dispatcher.utter_message(response="utter_order_service_down")
-            return reset_flow_events()
-
     def submit(self, dispatcher, tracker):
         if not self.blocked(dispatcher, tracker) and tracker.get_slot("warranty_confirm"):
             number, _ = self.create(
@@ -608,13 +612,6 @@ class ActionSubmitReturn(_SubmitCase):
 
     def name(self) -> str:
         return "action_submit_return"
-
-    def run(self, dispatcher, tracker, domain):
-        try:
-            return self.submit(dispatcher, tracker)
-        except OrderServiceUnavailable:
-            dispatcher.utter_message(response="utter_order_service_down")
-            return reset_flow_events()
 
     def submit(self, dispatcher, tracker):
         if not self.blocked(dispatcher, tracker) and tracker.get_slot("return_confirm"):
