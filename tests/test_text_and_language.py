@@ -130,3 +130,30 @@ def test_rasa_token_starting_with_a_dash_is_passed_safely():
     stack = Stack(Settings(rasa_token="-abc123"), rasa_port=1, action_port=2)
     cmd = stack.commands()["rasa"]
     assert "--auth-token=-abc123" in cmd and "-abc123" not in cmd
+
+
+def test_turn_locks_serialise_a_sender_and_are_pruned():
+    import threading
+    import time
+
+    from bot.core.config import Settings
+    from bot.hub.turns import TurnService
+
+    service = TurnService(Settings(), rasa=None, session_factory=None)
+    inside, overlaps = [], []
+
+    def work():
+        with service._lock("same-sender-000001"):
+            if inside:
+                overlaps.append(True)
+            inside.append(1)
+            time.sleep(0.01)
+            inside.pop()
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not overlaps
+    assert service._locks == {}  # nothing kept for senders that are gone

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,12 +60,22 @@ class TurnService:
         self.settings = settings
         self.rasa = rasa
         self.session_factory = session_factory
-        self._locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
+        self._locks: dict[str, list] = {}  # sender -> [lock, users]; pruned when unused
         self._locks_guard = threading.Lock()
 
-    def _lock(self, sender: str) -> threading.Lock:
+    @contextmanager
+    def _lock(self, sender: str) -> Iterator[None]:
         with self._locks_guard:
-            return self._locks[sender]
+            entry = self._locks.setdefault(sender, [threading.Lock(), 0])
+            entry[1] += 1
+        try:
+            with entry[0]:
+                yield
+        finally:
+            with self._locks_guard:
+                entry[1] -= 1
+                if entry[1] == 0:
+                    del self._locks[sender]
 
     def handle(
         self,
