@@ -17,7 +17,13 @@ from rasa_sdk.events import ActiveLoop, EventType, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.base import db_session, language_of, message_metadata
+from actions.base import (
+    conversation_id,
+    db_session,
+    language_of,
+    message_metadata,
+    record_outcome,
+)
 from bot.core.config import get_settings
 from bot.db.models import Attachment, Customer
 from bot.services import cases, parsing, uploads
@@ -48,18 +54,6 @@ FLOW_SLOTS = ["case_blocked", "invalid_attempts", "correct_field", "case_number"
 def reset_flow_events() -> list[EventType]:
     """Forget the form's answers; keep who the customer is (not asked again)."""
     return [SlotSet(s, None) for s in WARRANTY_SLOTS + RETURN_SLOTS + FLOW_SLOTS]
-
-
-def conversation_id(tracker: Tracker) -> int | None:
-    cid = message_metadata(tracker).get("conversation_id")
-    return int(cid) if cid else None
-
-
-def set_outcome(tracker: Tracker, outcome: str) -> None:
-    cid = conversation_id(tracker)
-    if cid:
-        with db_session() as session:
-            convs.set_outcome(session, cid, outcome)
 
 
 def find_order(number: str | None) -> OrderInfo | None:
@@ -141,7 +135,7 @@ class IntakeValidation(FormValidationAction):
         if order is None:
             return self.invalid(dispatcher, tracker, "order_number", "utter_order_not_found")
         result: dict[str, Any] = {"order_number": number, "invalid_attempts": 0}
-        set_outcome(tracker, "form_in_progress")
+        record_outcome(tracker, "form_in_progress")
         if number != tracker.get_slot("verified_order"):
             same_customer = (tracker.get_slot("customer_verified")
                              and order.customer_id is not None
@@ -554,9 +548,9 @@ class _SubmitCase(Action, metaclass=ABCMeta):
         if not reason:
             return False
         if reason in ("verification", "invalid", "service"):
-            set_outcome(tracker, "form_blocked")
+            record_outcome(tracker, "form_blocked")
         else:
-            set_outcome(tracker, "form_not_eligible" if reason.startswith("ineligible")
+            record_outcome(tracker, "form_not_eligible" if reason.startswith("ineligible")
                         else "duplicate_shown")
         return True
 
@@ -583,7 +577,7 @@ class _SubmitCase(Action, metaclass=ABCMeta):
             number = opened.case.number
             if details.get("photo_id"):
                 uploads.link_to_case(session, details["photo_id"], opened.case.id)
-        set_outcome(tracker, "case_opened")
+        record_outcome(tracker, "case_opened")
         return number, opened.created
 
 
@@ -643,7 +637,7 @@ class ActionCancelForm(Action):
         return "action_cancel_form"
 
     def run(self, dispatcher, tracker, domain):
-        set_outcome(tracker, "form_cancelled")
+        record_outcome(tracker, "form_cancelled")
         dispatcher.utter_message(response="utter_form_cancelled")
         return [ActiveLoop(None), SlotSet("requested_slot", None), *reset_flow_events()]
 

@@ -13,10 +13,8 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions.base import language_of, message_metadata
+from actions.base import language_of, record_outcome
 from bot.core.config import get_settings
-from bot.db.session import session_scope
-from bot.services import conversations as convs
 from bot.services.kb.live import LiveKnowledgeBase
 from bot.services.kb.search import SearchResult
 
@@ -81,13 +79,6 @@ class ActionAnswerFaq(Action):
             return [SlotSet("faq_id", None)]
         in_form = bool((tracker.active_loop or {}).get("name"))
         return respond(dispatcher, knowledge_base().search(text, lang), lang, in_form)
-
-
-def record_outcome(tracker: Tracker, outcome: str) -> None:
-    conversation_id = message_metadata(tracker).get("conversation_id")
-    if conversation_id:
-        with session_scope(get_settings().database_url) as session:
-            convs.set_outcome(session, int(conversation_id), outcome)
 
 
 class ActionFaqFeedback(Action):

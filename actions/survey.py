@@ -12,7 +12,7 @@ from rasa_sdk import Action, FormValidationAction, Tracker
 from rasa_sdk.events import ActiveLoop, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions.base import db_session
+from actions.base import conversation_id, db_session
 from bot.core.config import get_settings
 from bot.services import parsing, surveys
 from bot.services.conversations import Conversation
@@ -25,18 +25,6 @@ NO_COMMENT = {"no", "nada", "ninguno", "ninguna", "no gracias", "no, gracias", "
               "thanks", "bye", "n/a", "-"}
 HELPED_OUTCOMES = {"resolved_bot_confirmed", "case_opened", "duplicate_shown",
                    "form_not_eligible", "faq_not_solved"}
-
-
-def conversation_id(tracker: Tracker) -> int | None:
-    """From the latest message that carried the hub's metadata (an external event sent by
-    the hub through Rasa's API has none of its own)."""
-    for event in reversed(tracker.events):
-        if event.get("event") == "user":
-            cid = (event.get("metadata") or {}).get("conversation_id")
-            if cid:
-                return int(cid)
-    cid = ((tracker.latest_message or {}).get("metadata") or {}).get("conversation_id")
-    return int(cid) if cid else None
 
 
 def was_helped(tracker: Tracker, cid: int | None) -> bool:

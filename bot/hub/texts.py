@@ -19,10 +19,6 @@ TEXTS: dict[str, dict[str, str]] = {
             "postventa@example.com."
         ),
     },
-    "with_agent": {
-        "es": "Tu mensaje ha llegado al equipo de atención. Te responderán aquí mismo.",
-        "en": "Your message has reached our support team. They will reply right here.",
-    },
 }
 
 

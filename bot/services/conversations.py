@@ -22,7 +22,6 @@ OPEN_STATUSES = ("bot", "waiting_agent", "with_agent")
 class Opened:
     conversation: Conversation
     is_new: bool
-    rolled_over: bool  # an earlier conversation of this sender existed
 
 
 def latest_for_sender(session: Session, sender: str) -> Conversation | None:
@@ -49,7 +48,7 @@ def open_or_continue(
         idle = now - current.last_activity_at > timedelta(seconds=idle_timeout)
         # A conversation with a human is never cut by the bot's idle timeout.
         if not idle or current.status != "bot":
-            return Opened(current, False, False)
+            return Opened(current, False)
         current.status = "closed"
         current.ended_at = current.last_activity_at
         # a form left half-way counts as abandoned (nothing of it was written)
@@ -67,7 +66,7 @@ def open_or_continue(
     )
     session.add(conv)
     session.flush()
-    return Opened(conv, True, current is not None)
+    return Opened(conv, True)
 
 
 def _close_survey(session: Session, conversation_id: int) -> None:

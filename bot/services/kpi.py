@@ -138,8 +138,9 @@ def report(session: Session, f: Filters | None = None, *, idle_timeout: int = 18
                        if c.escalated_at is not None or c.outcome in ESCALATED_OUTCOMES}
 
     # containment: confirmed vs assumed, never mixed
+    everyone = list(session.execute(select(Conversation)).scalars())  # returns may be unfiltered
     by_customer: dict[Any, list[Conversation]] = {}
-    for c in session.execute(select(Conversation)).scalars():
+    for c in everyone:
         by_customer.setdefault(c.customer_id or f"s:{c.sender}", []).append(c)
     positive_survey = {s.conversation_id for s in surveys
                        if (s.ces is not None and s.ces >= 5) or (s.nps is not None and s.nps >= 9)
@@ -162,7 +163,7 @@ def report(session: Session, f: Filters | None = None, *, idle_timeout: int = 18
 
     # FCR over resolved cases: no escalation, no reopening, no new contact within 7 days
     resolved = [c for c in case_rows if c.id in ever_resolved]  # closed unresolved: no
-    conv_by_id = {c.id: c for c in session.execute(select(Conversation)).scalars()}
+    conv_by_id = {c.id: c for c in everyone}
     fcr_ok = 0
     for case in resolved:
         conv = conv_by_id.get(case.conversation_id)
