@@ -78,6 +78,21 @@ def _fmt(d: date | None, lang: str) -> str:
     return d.strftime("%d/%m/%Y") if lang == "es" else d.strftime("%d %b %Y")
 
 
+def welcome_back(dispatcher: CollectingDispatcher, tracker: Tracker, customer_id: int,
+                 exclude_case: str | None = None) -> None:
+    """Once a customer is verified, say what they left open elsewhere (another channel or an
+    earlier chat) so they never have to explain it again."""
+    lang = language_of(tracker)
+    with db_session() as session:
+        found = [c for c in cases.recognise_customer(session, conversation_id(tracker),
+                                                     int(customer_id))
+                 if c.number != exclude_case]
+        if found:
+            listing = "; ".join(f"{c.number} — {label('case_type', c.type, lang)}, "
+                                f"{label('status', c.status, lang)}" for c in found)
+            dispatcher.utter_message(response="utter_welcome_back_cases", cases=listing)
+
+
 def is_verified(tracker: Tracker) -> bool:
     number = tracker.get_slot("order_number")
     return bool(number) and tracker.get_slot("verified_order") == number
@@ -163,6 +178,8 @@ class IntakeValidation(FormValidationAction):
         if order is not None and verify_customer(order, str(value or "")):
             with db_session() as session:
                 attempts_svc.reset(session, key)
+            if order.customer_id and not tracker.get_slot("customer_verified"):
+                welcome_back(dispatcher, tracker, order.customer_id)
             result = {"verification": "ok", "customer_verified": True,
                       "verified_order": order.number, "verify_attempts": 0,
                       "customer_id": str(order.customer_id) if order.customer_id else None,
@@ -719,6 +736,8 @@ class ValidateStatusForm(IntakeValidation):
                           delivered_at=None), str(value or ""))
             if ok:
                 attempts_svc.reset(session, key)
+                if not tracker.get_slot("customer_verified"):
+                    welcome_back(dispatcher, tracker, customer.id, exclude_case=number)
                 return {"verification": "ok", "customer_verified": True,
                         "customer_id": str(customer.id),
                         "customer_name": customer.name.split()[0], "verify_attempts": 0}

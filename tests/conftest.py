@@ -147,9 +147,26 @@ def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
+TELEGRAM_TOKEN = "123456:TEST-postventa-token"
+
+
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory):
-    """Rasa server, action server and hub as real processes on free ports (SQLite DB)."""
+def bot_api():
+    """A local fake of Telegram's Bot API (real HTTP, real PTB client on the other side)."""
+    from tests.fakes.bot_api import FakeBotAPI
+
+    api = FakeBotAPI(token=TELEGRAM_TOKEN)
+    api.start()
+    try:
+        yield api
+    finally:
+        api.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory, bot_api):
+    """Rasa server, action server and hub as real processes on free ports (SQLite DB); the
+    hub's Telegram channel long-polls the fake Bot API."""
     from bot.stack import Stack
     from bot.training import model_path
 
@@ -166,7 +183,10 @@ def stack(tmp_path_factory):
     setup = run_cli("setup", env={**os.environ, "DATABASE_URL": settings.database_url})
     assert setup.returncode == 0, setup.stderr
     st = Stack(settings, rasa_port=free_port(), action_port=free_port(),
-               log_dir=ARTIFACTS / "stack-logs")
+               log_dir=ARTIFACTS / "stack-logs",
+               extra_env={"SUPPORT_HOURS": "mon-sun 00:00-24:00",  # tests run at any hour
+                          "TELEGRAM_BOT_TOKEN": TELEGRAM_TOKEN,
+                          "TELEGRAM_API_URL": bot_api.base_url.rsplit("/bot", 1)[0]})
     st.start()
     try:
         st.wait_healthy(timeout=240)

@@ -60,6 +60,22 @@ class Settings:
     upload_max_bytes: int = 5_000_000  # photos customers attach to a claim
     survey_csat: bool = False  # also ask CSAT (1-5) in the closing survey
     secret_key: str = ""
+    # Telegram (enabled only when a token is set). Webhook mode when TELEGRAM_WEBHOOK_URL is
+    # set (public HTTPS URL that reaches the hub's /telegram/webhook), polling otherwise.
+    telegram_bot_token: str = ""
+    telegram_webhook_url: str = ""
+    telegram_webhook_secret: str = ""
+    telegram_api_url: str = "https://api.telegram.org"  # a local fake Bot API in tests
+    telegram_link_ttl: int = 600  # seconds a widget → Telegram hand-over link stays valid
+    # Web widget: other sites allowed to embed it (comma-separated origins; empty = same
+    # origin only) and how fast one customer may send (burst, then messages per second).
+    widget_origins: str = ""
+    # Human team (hand-off): weekly hours, holidays (YYYY-MM-DD, comma-separated), time zone.
+    support_hours: str = "mon-fri 09:00-18:00"
+    support_holidays: str = ""
+    support_timezone: str = "Europe/Madrid"
+    widget_rate_burst: int = 8
+    widget_rate_per_second: float = 2.0
     log_level: str = "INFO"
 
     @classmethod

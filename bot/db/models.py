@@ -101,6 +101,15 @@ class Conversation(Base):
     first_agent_reply_at = Column(DateTime, nullable=True)
     agent_id = Column(Integer, ForeignKey("staff_users.id"), nullable=True)
     is_demo = Column(Boolean, nullable=False, default=False)
+    # hand-off to a human (issue #8): why, how urgent, which case, what the agent sees first
+    escalation_reason = Column(String(32), nullable=True)
+    priority = Column(Integer, nullable=False, default=0)  # higher first (complaints)
+    handoff_case_id = Column(Integer, ForeignKey("cases.id", use_alter=True,
+                             name="fk_conversations_handoff_case_id_cases"), nullable=True)
+    handoff_summary = Column(JSON, nullable=True)
+    claimed_at = Column(DateTime, nullable=True)
+    handoff_ended_at = Column(DateTime, nullable=True)  # agent closed or customer left queue
+    team = Column(String(32), nullable=False, default="postventa")
     customer = relationship("Customer")
 
 
@@ -124,6 +133,9 @@ class Message(Base):
     reply_to_id = Column(Integer, ForeignKey("messages.id"), nullable=True)
     status = Column(String(16), nullable=False, default="ok")  # ok | failed | pending
     created_at = Column(DateTime, nullable=False, default=utcnow)
+    # where the customer wrote it / where it was delivered: one conversation can span the
+    # widget and Telegram after a hand-over link
+    channel = Column(String(16), nullable=True)
 
 
 class Case(Base):
@@ -256,3 +268,51 @@ class StaffUser(Base):
     failed_logins = Column(Integer, nullable=False, default=0)
     locked_until = Column(DateTime, nullable=True)
     created_at = Column(DateTime, nullable=False, default=utcnow)
+    team = Column(String(32), nullable=False, default="postventa")
+
+
+class StaffSession(Base):
+    """A console login. Server-side so logout and lockout take effect at once; the cookie
+    carries a random token of which only the SHA-256 is stored."""
+
+    __tablename__ = "staff_sessions"
+    token_hash = Column(String(64), primary_key=True)
+    user_id = Column(Integer, ForeignKey("staff_users.id", ondelete="CASCADE"), nullable=False,
+                     index=True)
+    csrf_token = Column(String(64), nullable=False)
+    created_at = Column(DateTime, nullable=False, default=utcnow)
+    last_seen_at = Column(DateTime, nullable=False, default=utcnow)
+    expires_at = Column(DateTime, nullable=False)
+
+
+class TelegramUpdate(Base):
+    """Every Telegram ``update_id`` seen: Telegram redelivers on timeouts and restarts, and a
+    redelivered update must not become a second turn (kept in the DB so a restart remembers)."""
+
+    __tablename__ = "telegram_updates"
+    # "<bot id>:<update_id>": update ids are only unique per bot
+    update_key = Column(String(40), primary_key=True)
+    received_at = Column(DateTime, nullable=False, default=utcnow)
+
+
+class SenderAlias(Base):
+    """A channel identity that continues another sender's conversations: the Telegram chat
+    ``tg-<chat>`` that opened a widget's hand-over link speaks as the widget's sender."""
+
+    __tablename__ = "sender_aliases"
+    alias = Column(String(128), primary_key=True)
+    sender = Column(String(128), nullable=False, index=True)
+    created_at = Column(DateTime, nullable=False, default=utcnow)
+
+
+class ChannelLink(Base):
+    """One-time, short-lived code for ``t.me/<bot>?start=<code>``; only its hash is stored."""
+
+    __tablename__ = "channel_links"
+    id = Column(Integer, primary_key=True)
+    code_hash = Column(String(64), nullable=False, unique=True)
+    sender = Column(String(128), nullable=False)
+    created_at = Column(DateTime, nullable=False, default=utcnow)
+    expires_at = Column(DateTime, nullable=False)
+    used_at = Column(DateTime, nullable=True)
+    used_by = Column(String(128), nullable=True)

@@ -1,4 +1,4 @@
-"""The hub: the only public process. Channels, turn API, health; console/admin come later.
+"""The hub: the only public process. Channels (widget, Telegram), turn API, health.
 
 ``create_app`` builds everything from a ``Settings`` object and opens nothing at import time.
 """
@@ -12,8 +12,12 @@ from fastapi import FastAPI
 
 from bot.core.config import Settings, get_settings
 from bot.db.session import session_factory
+from bot.hub import console
+from bot.hub.channels.telegram import TelegramChannel
+from bot.hub.channels.web import WebConnections
+from bot.hub.handoff import HandoffHub
 from bot.hub.rasa_client import RasaClient
-from bot.hub.routes import health, messages, uploads
+from bot.hub.routes import health, messages, telegram_webhook, uploads, widget, ws
 from bot.hub.turns import TurnService
 
 
@@ -29,13 +33,37 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.rasa = rasa
         app.state.sessions = session_factory(settings.database_url)
         app.state.turns = TurnService(settings, rasa, app.state.sessions)
+        app.state.web = WebConnections()
+        app.state.telegram = None
+        app.state.handoff = HandoffHub(settings, app.state.sessions, rasa, app.state.web,
+                                       lambda: app.state.telegram)
+        app.state.on_turn = app.state.handoff.on_turn
+        app.state.on_customer_typing = app.state.handoff.on_customer_typing
+        if settings.telegram_bot_token:
+            app.state.telegram = TelegramChannel(settings, app.state.turns, app.state.sessions,
+                                                 app.state.web)
+            app.state.telegram.on_turn = app.state.on_turn
+            await app.state.telegram.start()
         try:
             yield
         finally:
+            if app.state.telegram is not None:
+                await app.state.telegram.stop()
             rasa.close()
 
     app = FastAPI(title="Postventa hub", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.include_router(health.router)
     app.include_router(messages.router)
     app.include_router(uploads.router)
+    app.include_router(ws.router)
+    app.include_router(widget.router)
+    app.include_router(telegram_webhook.router)
+    app.include_router(console.router)
+    if settings.widget_origins.strip():
+        from fastapi.middleware.cors import CORSMiddleware
+
+        # other sites that embed the widget call /api/uploads and /api/telegram-link
+        origins = [o.strip() for o in settings.widget_origins.split(",") if o.strip()]
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["POST"],
+                           allow_headers=["Content-Type"])
     return app

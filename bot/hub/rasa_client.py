@@ -93,6 +93,16 @@ class RasaClient:
         except (httpx.HTTPError, ValueError) as exc:
             raise RasaUnavailable(str(exc)) from exc
 
+    def parse(self, text: str) -> dict[str, Any] | None:
+        """NLU only (no tracker change): used while Rasa is paused for a human hand-off."""
+        try:
+            resp = self._http.post(f"{self.base_url}/model/parse", params={"token": self.token},
+                                   json={"text": text[:1000]})
+            resp.raise_for_status()
+            return resp.json()
+        except (httpx.HTTPError, ValueError):
+            return None
+
     def healthy(self) -> bool:
         try:
             resp = self._http.get(

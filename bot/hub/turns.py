@@ -8,6 +8,7 @@ and language bookkeeping here must not interleave either.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,14 +18,22 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from bot.core.config import Settings
-from bot.db.models import Conversation, Message
+from bot.db.models import Conversation, Message, utcnow
 from bot.hub import texts
 from bot.hub.rasa_client import RasaClient, RasaUnavailable
 from bot.services import conversations as convs
+from bot.services import handoff as handoff_svc
 from bot.services import language
+from bot.services.business_hours import Schedule
 from bot.services.text import clean_text
 
 log = logging.getLogger(__name__)
+
+# "never mind" while waiting for a person, said plainly (NLU's cancel intent catches the rest)
+_LEAVE_RE = re.compile(
+    r"^\s*(ya no (hace falta|lo necesito)|d[ée]jalo|da igual|olv[ií]dalo|cancela(r)?( la espera)?|"
+    r"never ?mind|forget it|cancel|no longer needed|i don'?t need it anymore)\W*$",
+    re.IGNORECASE)
 
 
 @dataclass
@@ -33,6 +42,18 @@ class TurnResult:
     language: str
     messages: list[dict[str, Any]] = field(default_factory=list)
     failed: bool = False
+    # transcript ids of ``messages`` (same order): channels use them to de-duplicate
+    message_ids: list[int] = field(default_factory=list)
+    duplicate: bool = False  # a resend of an already answered message: nothing new happened
+    inbound: dict[str, Any] | None = None  # the customer's message as a transcript item
+    escalated: bool = False  # this turn handed the conversation to the human queue
+    left_queue: bool = False  # the customer stopped waiting for an agent
+    status: str = "bot"  # conversation status after the turn
+
+    def items(self) -> list[dict[str, Any]]:
+        """The replies with their ids, as the widget renders them."""
+        return [{"id": f"m{i}", "from": m.get("from", "bot"), **m}
+                for i, m in zip(self.message_ids, self.messages, strict=True)]
 
 
 def _visible(reply: dict[str, Any]) -> dict[str, Any] | None:
@@ -60,6 +81,8 @@ class TurnService:
         self.settings = settings
         self.rasa = rasa
         self.session_factory = session_factory
+        self.schedule = Schedule.parse(settings.support_hours, settings.support_holidays,
+                                       settings.support_timezone)
         self._locks: dict[str, list] = {}  # sender -> [lock, users]; pruned when unused
         self._locks_guard = threading.Lock()
 
@@ -118,9 +141,10 @@ class TurnService:
                    if client_message_id else None)
         if earlier is not None and earlier.status == "ok":
             # a resend of a message we already answered: the same answer, no second turn
-            replies = [m.payload or {"text": m.text}
-                       for m in convs.replies_to(session, earlier.id)]
-            return TurnResult(conv.id, conv.language, replies)
+            rows = convs.replies_to(session, earlier.id)
+            return TurnResult(conv.id, conv.language, [m.payload or {"text": m.text}
+                                                       for m in rows],
+                              message_ids=[m.id for m in rows], duplicate=True)
 
         text = clean_text((raw_text or "")[: s.max_message_chars])
         decision = language.decide(
@@ -134,18 +158,26 @@ class TurnService:
             inbound = earlier
             inbound.status = "pending"
         else:
+            title = metadata.get("button_title") or (
+                convs.button_title(session, conv.id, text) if text.startswith("/") else None)
             inbound = convs.add_message(
                 session, conv, direction="in", author="customer", text=text,
-                client_message_id=client_message_id, status="pending",
+                client_message_id=client_message_id, status="pending", channel=channel,
+                # a pressed button is stored as its payload; the title is what the customer saw
+                payload={"title": str(title)[:200]} if title and text.startswith("/") else None,
             )
         session.commit()  # the customer's words are safe before anything else can fail
+        inbound_item = convs.item(inbound)
 
         if not text:
             inbound.status = "ok"
             return self._reply_system(session, conv, inbound, "empty")
         if conv.status in ("waiting_agent", "with_agent"):
+            # a human owns this conversation: the words go to the console, not to Rasa
             inbound.status = "ok"
-            return TurnResult(conv.id, conv.language, [])
+            result = self._while_human(session, sender, conv, inbound, text)
+            result.inbound = inbound_item
+            return result
 
         try:
             # A new conversation starts a new Rasa session; kept pending until Rasa accepted
@@ -172,19 +204,89 @@ class TurnService:
             conv.rasa_language = None  # resend the slot once Rasa is back
             result = self._reply_system(session, conv, inbound, "unavailable")
             result.failed = True
+            result.inbound = inbound_item
             return result
 
         inbound.status = "ok"
-        out = []
+        out: list[tuple[dict[str, Any], Message]] = []
+        escalated = False
         for reply in replies:
-            self._apply_custom(conv, reply.get("custom"))
+            custom = reply.get("custom")
+            self._apply_custom(conv, custom)
+            if isinstance(custom, dict) and isinstance(custom.get("handoff"), dict):
+                handoff_svc.escalate(session, conv, custom["handoff"])
+                escalated = True
+            if isinstance(custom, dict) and custom.get("expects") and out:
+                # "the flow now waits for a photo": channels offer their attach button
+                visible, row = out[-1]
+                visible["expects"] = str(custom["expects"])
+                row.payload = dict(visible)  # a new object: SQLAlchemy sees the change
             visible = _visible(reply)
             if visible is None:
                 continue
-            convs.add_message(session, conv, direction="out", author="bot",
-                              text=visible.get("text", ""), payload=visible, reply_to=inbound)
-            out.append(visible)
-        return TurnResult(conv.id, conv.language, out)
+            row = convs.add_message(session, conv, direction="out", author="bot",
+                                    text=visible.get("text", ""), payload=dict(visible),
+                                    reply_to=inbound, channel=channel)
+            out.append((visible, row))
+        if escalated:
+            note = self._queue_note(session, conv)
+            row = convs.add_message(session, conv, direction="out", author="system",
+                                    text=note["text"], payload=note, reply_to=inbound,
+                                    channel=channel)
+            out.append((note, row))
+        return TurnResult(conv.id, conv.language, [v for v, _ in out],
+                          message_ids=[r.id for _, r in out], inbound=inbound_item,
+                          escalated=escalated, status=conv.status)
+
+    # ---- while a human owns the conversation ----------------------------------------
+
+    def _queue_note(self, session: Session, conv: Conversation) -> dict[str, Any]:
+        """Where the customer stands: position and an honest estimate, or when we open."""
+        now = utcnow()
+        if not self.schedule.is_open(now):
+            back = self.schedule.next_opening(now)
+            lang = conv.language
+            when = (f"{texts.WEEKDAYS[lang][back.weekday()]} {back:%d/%m %H:%M}"
+                    if back is not None else "—")
+            return {"text": texts.text("queue_closed", lang, hours=self.settings.support_hours,
+                                       back=when), "queue": {"open": False}}
+        position = handoff_svc.queue_position(session, conv) or 1
+        minutes = handoff_svc.wait_estimate_minutes(session, conv) or 1
+        return {"text": texts.text("queue_position", conv.language, position=position,
+                                   minutes=minutes),
+                "queue": {"open": True, "position": position, "minutes": minutes}}
+
+    def _while_human(self, session: Session, sender: str, conv: Conversation,
+                     inbound: Message, text: str) -> TurnResult:
+        result = TurnResult(conv.id, conv.language, [], status=conv.status)
+        if conv.status == "waiting_agent" and self._wants_to_leave(text):
+            if handoff_svc.leave_queue(session, conv):
+                session.commit()
+                try:  # Rasa takes the conversation back
+                    self.rasa.append_events(sender, [{"event": "resume"}])
+                except RasaUnavailable as exc:  # the next turn will try again
+                    log.warning("could not resume Rasa for %s: %s", conv.id, exc)
+                    conv.rasa_session_started = False
+                result = self._reply_system(session, conv, inbound, "left_queue")
+                result.status, result.left_queue = conv.status, True
+                return result
+        if conv.status == "waiting_agent":
+            last = convs.last_bot_message(session, conv.id)
+            recent = (last is not None and last.author == "system"
+                      and (utcnow() - last.created_at).total_seconds() < 60)
+            position = handoff_svc.queue_position(session, conv)
+            if not recent and position and self.schedule.is_open(utcnow()):
+                result = self._reply_system(session, conv, inbound, "still_waiting",
+                                            position=position)
+                result.status = conv.status
+        return result
+
+    def _wants_to_leave(self, text: str) -> bool:
+        if _LEAVE_RE.search(text):
+            return True
+        parsed = self.rasa.parse(text)
+        intent = (parsed or {}).get("intent") or {}
+        return intent.get("name") == "cancel" and float(intent.get("confidence") or 0) >= 0.85
 
     def _apply_custom(self, conv: Conversation, custom: Any) -> None:
         """Instructions from actions to the hub, never shown to the customer."""
@@ -195,9 +297,10 @@ class TurnService:
             conv.language, conv.language_source, conv.rasa_language = lang, "explicit", lang
 
     def _reply_system(
-        self, session: Session, conv: Conversation, inbound: Message, key: str
+        self, session: Session, conv: Conversation, inbound: Message, key: str, **values: Any
     ) -> TurnResult:
-        body = {"text": texts.text(key, conv.language)}
-        convs.add_message(session, conv, direction="out", author="system", text=body["text"],
-                          payload=body, reply_to=inbound)
-        return TurnResult(conv.id, conv.language, [body])
+        body = {"text": texts.text(key, conv.language, **values)}
+        row = convs.add_message(session, conv, direction="out", author="system",
+                                text=body["text"], payload=body, reply_to=inbound,
+                                channel=inbound.channel)
+        return TurnResult(conv.id, conv.language, [body], message_ids=[row.id])

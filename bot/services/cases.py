@@ -214,3 +214,23 @@ def as_dict(case: Case, *, include_internal: bool = True) -> dict[str, Any]:
         ],
         "survey": survey,
     }
+
+
+def recognise_customer(session: Session, conversation_id: int | None,
+                       customer_id: int) -> list[Case]:
+    """A customer just proved who they are in this conversation: link it to them (their
+    transcripts on every channel meet under one customer) and return their open cases from
+    *other* conversations — e.g. the claim they opened on Telegram yesterday — so the bot can
+    pick up where they left off instead of starting from zero."""
+    from bot.db.models import Conversation
+
+    if conversation_id is not None:
+        conv = session.get(Conversation, conversation_id)
+        if conv is not None and conv.customer_id is None:
+            conv.customer_id = customer_id
+    stmt = select(Case).where(Case.customer_id == customer_id,
+                              Case.status.in_(OPEN_STATUSES)).order_by(Case.id.desc())
+    if conversation_id is not None:
+        stmt = stmt.where((Case.conversation_id != conversation_id)
+                          | Case.conversation_id.is_(None))
+    return list(session.execute(stmt.limit(3)).scalars())

@@ -109,8 +109,10 @@ def add_message(
     client_message_id: str | None = None,
     reply_to: Message | None = None,
     status: str = "ok",
+    channel: str | None = None,
 ) -> Message:
     msg = Message(
+        channel=channel or conversation.channel,
         conversation_id=conversation.id,
         direction=direction,
         author=author,
@@ -156,3 +158,66 @@ def attachment_count(session: Session, conversation_id: int) -> int:
 
     return int(session.execute(select(func.count(Attachment.id)).where(
         Attachment.conversation_id == conversation_id)).scalar_one())
+
+
+def item(msg: Message) -> dict:
+    """A transcript row as channels show it (widget history, console): text, never HTML."""
+    payload = msg.payload if isinstance(msg.payload, dict) else {}
+    out: dict = {
+        "id": f"m{msg.id}",
+        "from": msg.author,
+        "text": payload.get("title") or msg.text if msg.author == "customer" else msg.text,
+        "ts": msg.created_at.isoformat() + "Z",
+        "channel": msg.channel,
+    }
+    if msg.author != "customer":
+        for key in ("buttons", "expects", "image"):
+            if payload.get(key):
+                out[key] = payload[key]
+    if msg.client_message_id:
+        out["client_id"] = msg.client_message_id
+    return out
+
+
+def history_for_sender(session: Session, sender: str, limit: int = 200) -> list[dict]:
+    """The latest messages of a sender's conversations, oldest first (a reload's history)."""
+    rows = session.execute(
+        select(Message)
+        .join(Conversation, Conversation.id == Message.conversation_id)
+        .where(Conversation.sender == sender)
+        .order_by(Message.id.desc())
+        .limit(limit)
+    ).scalars().all()
+    return [item(m) for m in reversed(rows)]
+
+
+def resolve_sender(session: Session, alias: str) -> str:
+    """The sender a channel identity speaks as (itself unless a hand-over link joined it)."""
+    from bot.db.models import SenderAlias
+
+    row = session.get(SenderAlias, alias)
+    return row.sender if row is not None else alias
+
+
+def button_title(session: Session, conversation_id: int, payload: str) -> str | None:
+    """The title of the button the customer pressed (the latest bot message offering it)."""
+    rows = session.execute(
+        select(Message.payload)
+        .where(Message.conversation_id == conversation_id, Message.direction == "out")
+        .order_by(Message.id.desc())
+        .limit(5)
+    ).scalars()
+    for body in rows:
+        for button in (body or {}).get("buttons") or []:
+            if button.get("payload") == payload:
+                return str(button.get("title") or "") or None
+    return None
+
+
+def last_bot_message(session: Session, conversation_id: int) -> Message | None:
+    return session.execute(
+        select(Message)
+        .where(Message.conversation_id == conversation_id, Message.direction == "out")
+        .order_by(Message.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()

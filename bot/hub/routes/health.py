@@ -36,5 +36,13 @@ def healthz(request: Request) -> JSONResponse:
         "database": _database_ok(request),
     }
     ok = all(checks.values())
-    return JSONResponse({"status": "ok" if ok else "degraded", "checks": checks},
-                        status_code=200 if ok else 503)
+    telegram = request.app.state.telegram
+    channels = {
+        "web": True,
+        # informative only: Telegram being down must not take the widget down with it
+        "telegram": "off" if telegram is None else (
+            ("webhook" if telegram.webhook_mode else "polling") if telegram.ready
+            else "starting"),
+    }
+    return JSONResponse({"status": "ok" if ok else "degraded", "checks": checks,
+                         "channels": channels}, status_code=200 if ok else 503)

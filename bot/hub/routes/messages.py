@@ -7,6 +7,7 @@ from typing import Any, Optional
 
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field, validator
+from starlette.concurrency import run_in_threadpool
 
 router = APIRouter()
 
@@ -40,13 +41,15 @@ class TurnIn(BaseModel):
 
 
 @router.post("/api/messages")
-def post_message(body: TurnIn, request: Request) -> dict[str, Any]:
+async def post_message(body: TurnIn, request: Request) -> dict[str, Any]:
     channel = body.metadata.get("channel") if body.metadata.get("channel") in ("web",) else "api"
     try:
-        result = request.app.state.turns.handle(
+        result = await run_in_threadpool(
+            request.app.state.turns.handle,
             sender=body.sender, text=body.text, channel=channel,
             metadata=body.metadata, client_message_id=body.message_id,
         )
     except Exception as exc:  # the DB itself is down: nothing we can promise
         raise HTTPException(status_code=503, detail="service unavailable") from exc
+    await request.app.state.on_turn(body.sender, channel, result)
     return {"messages": result.messages}
