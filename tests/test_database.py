@@ -14,12 +14,28 @@ from bot.services import demo
 EXPECTED_TABLES = {
     "customers", "products", "orders", "order_lines", "conversations", "messages", "cases",
     "case_events", "case_counters", "survey_responses", "faq_entries", "faq_revisions",
-    "staff_users", "alembic_version",
+    "staff_users", "alembic_version", "telegram_updates", "sender_aliases", "channel_links",
+    "staff_sessions",
 }
 
 
 def test_migration_creates_every_table(db_url):
     assert EXPECTED_TABLES <= set(inspect(engine_for(db_url)).get_table_names())
+
+
+def test_migrations_match_the_models(db_url):
+    """A column added to a model without a migration would only fail in production."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from bot.db.models import Base
+
+    with engine_for(db_url).connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    # SQLite cannot name some constraints the way models do; columns and tables must match
+    relevant = [d for d in diff if d[0] in ("add_table", "remove_table", "add_column",
+                                             "remove_column")]
+    assert relevant == []
 
 
 def test_demo_covers_every_policy_window(session, settings):

@@ -263,11 +263,15 @@ def cmd_users_add(args: argparse.Namespace, settings: Settings) -> int:
     password = os.environ.get("NEW_USER_PASSWORD") or getpass.getpass("Password: ")
     try:
         with session_scope(settings.database_url) as session:
-            add_user(session, args.username, password, args.role)
+            team = args.team.strip().lower()
+            if not team or len(team) > 32:
+                raise UserError("team must be 1-32 characters")
+            user = add_user(session, args.username, password, args.role)
+            user.team = team
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"user {args.username} ({args.role}) created")
+    print(f"user {args.username} ({args.role}, team {args.team}) created")
     return 0
 
 
@@ -306,6 +310,10 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         if not stopping:
             print(f"""
 Postventa assistant is running.
+  Web chat : {stack.hub_url}/            (demo page with the widget)
+  Console  : {stack.hub_url}/console     (agents/admins; first admin: see .env)
+  Telegram : {"on (TELEGRAM_BOT_TOKEN set)" if settings.telegram_bot_token else
+              "off (set TELEGRAM_BOT_TOKEN in .env)"}
   Turn API : POST {stack.hub_url}/api/messages
   Health   : {stack.hub_url}/healthz
   Try      : curl -s {stack.hub_url}/api/messages -H 'content-type: application/json' \\
@@ -401,6 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        "NEW_USER_PASSWORD or prompted)")
     add.add_argument("username")
     add.add_argument("--role", choices=["agent", "admin"], required=True)
+    add.add_argument("--team", default="postventa", help="team whose queue the agent works "
+                                                         "(default: postventa)")
     add.set_defaults(func=cmd_users_add)
 
     train = sub.add_parser("train", help="train the Rasa model if data/config/domain changed")

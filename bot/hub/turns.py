@@ -299,7 +299,7 @@ class TurnService:
     def _reply_system(
         self, session: Session, conv: Conversation, inbound: Message, key: str, **values: Any
     ) -> TurnResult:
-        body = {"text": texts.text(key, conv.language, **values)}
+        body = {"text": texts.text(key, conv.language, **values), "from": "system"}
         row = convs.add_message(session, conv, direction="out", author="system",
                                 text=body["text"], payload=body, reply_to=inbound,
                                 channel=inbound.channel)

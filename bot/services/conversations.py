@@ -188,7 +188,9 @@ def history_for_sender(session: Session, sender: str, limit: int = 200) -> list[
         .order_by(Message.id.desc())
         .limit(limit)
     ).scalars().all()
-    return [item(m) for m in reversed(rows)]
+    # a language switch is a control message, not something the customer "said"
+    return [item(m) for m in reversed(rows)
+            if not (m.direction == "in" and m.text.startswith("/choose_language"))]
 
 
 def resolve_sender(session: Session, alias: str) -> str:

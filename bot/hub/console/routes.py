@@ -51,6 +51,7 @@ _STATIC_FILES = {
 }
 HEARTBEAT_SECONDS = 15.0
 POLL_SECONDS = 1.0  # how often a quiet event stream checks for a gone client
+SESSION_CHECK_SECONDS = 5.0  # … and whether its session still exists (logout elsewhere)
 MAX_LOGIN_BODY = 4096
 MAX_TEXT = 4000
 CASE_STATUSES = ("open", "in_progress", "waiting_customer", "resolved", "closed")
@@ -358,7 +359,7 @@ async def events(request: Request, login: StaffLogin = Depends(agent_only)) -> R
 
     async def stream():
         getter: asyncio.Future | None = None
-        last_write = time.monotonic()
+        last_write = last_check = time.monotonic()
         try:
             yield b"retry: 3000\n: connected\n\n"
             while True:
@@ -372,13 +373,16 @@ async def events(request: Request, login: StaffLogin = Depends(agent_only)) -> R
                     continue
                 if await request.is_disconnected() or server_exiting():
                     break
-                if time.monotonic() - last_write >= HEARTBEAT_SECONDS:
+                now = time.monotonic()
+                if now - last_check >= SESSION_CHECK_SECONDS:
                     # a logout elsewhere, an expired or deactivated account end the stream too
+                    last_check = now
                     if await session_of(request, touch=False) is None:
                         yield sse({"type": "logout"})
                         break
+                if now - last_write >= HEARTBEAT_SECONDS:
                     yield b": heartbeat\n\n"
-                    last_write = time.monotonic()
+                    last_write = now
         finally:
             if getter is not None:
                 getter.cancel()

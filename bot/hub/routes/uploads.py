@@ -30,7 +30,7 @@ async def upload(request: Request, sender: str) -> dict[str, Any]:
         if len(data) > limit:
             raise HTTPException(status_code=413, detail=f"file larger than {limit} bytes")
 
-    def _store() -> str:
+    def _store() -> tuple[str, str]:
         with request.app.state.sessions() as session:
             current = convs.latest_for_sender(session, sender)
             # only into an existing conversation, and a few photos each: no free disk space
@@ -44,12 +44,12 @@ async def upload(request: Request, sender: str) -> dict[str, Any]:
             except UploadRejected as exc:
                 raise HTTPException(status_code=exc.status, detail=str(exc)) from exc
             session.commit()
-            return row.id
+            return row.id, current.channel
 
     from starlette.concurrency import run_in_threadpool
 
-    attachment_id = await run_in_threadpool(_store)
+    attachment_id, channel = await run_in_threadpool(_store)
     result = await run_in_threadpool(
-        request.app.state.turns.handle, sender=sender, channel="api",
-        text=f'/inform{{"photo_id": "{attachment_id}"}}', metadata={})
+        request.app.state.turns.handle, sender=sender, channel=channel,
+        text=f'/inform{{"photo_id": "{attachment_id}"}}', metadata={"button_title": "📷"})
     return {"attachment_id": attachment_id, "messages": result.messages}

@@ -381,8 +381,8 @@
 
   // --- conversation state and rendering ------------------------------------------------------
 
-  var rendered = {}; // server id -> element
-  var renderedClient = {}; // client id -> element (customer bubbles)
+  var rendered = Object.create(null); // server id -> element
+  var renderedClient = Object.create(null); // client id -> element (customer bubbles)
   var lastBotButtons = []; // button payload -> title, of recent bot messages (labels for history)
 
   function scrollDown() {
@@ -557,8 +557,8 @@
   function replaceHistory(history) {
     log.setAttribute("aria-busy", "true");
     while (log.firstChild) log.removeChild(log.firstChild);
-    rendered = {};
-    renderedClient = {};
+    rendered = Object.create(null);
+    renderedClient = Object.create(null);
     lastBotButtons = [];
     history.forEach(function (it) {
       if (it && typeof it === "object") renderItem(it);
@@ -600,7 +600,7 @@
   var statusTimer = null;
   var pendingLanguage = null;
   var rateNoticeShown = false;
-  var ackTimers = {};
+  var ackTimers = Object.create(null);
   var lastTypingSent = 0;
   var telegramBot = null;
   var hasConversation = false; // a hand-over link needs a conversation to continue
@@ -711,7 +711,7 @@
 
   // Messages go out in order. After a rate_limited, nothing more is sent until the pause is
   // over; then the outbox goes again, oldest first (the hub answers frames in order).
-  var inflight = {}; // ids sent on the current socket, waiting for ack / rate_limited
+  var inflight = Object.create(null); // ids sent on the current socket, waiting for ack / rate_limited
   var pausedUntil = 0;
   var pauseTimer = null;
 
@@ -778,7 +778,7 @@
         var history = Array.isArray(f.history) ? f.history : [];
         everConnected = true;
         attempt = 0;
-        inflight = {};
+        inflight = Object.create(null);
         pausedUntil = 0;
         setReady(true);
         telegramBot = f.telegram || null;
