@@ -10,6 +10,7 @@ run: bootstrap
 	@$(PY) -m bot run
 
 test: bootstrap
+	@scripts/ensure_chromium.sh
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: the suite did not load" >&2; fi; \
 	  exit $$rc

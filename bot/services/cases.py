@@ -234,3 +234,12 @@ def recognise_customer(session: Session, conversation_id: int | None,
         stmt = stmt.where((Case.conversation_id != conversation_id)
                           | Case.conversation_id.is_(None))
     return list(session.execute(stmt.limit(3)).scalars())
+
+
+def latest_open_case(session: Session, conversation_id: int) -> Case | None:
+    """The most recent still-open case of a conversation (e.g. the claim just opened in it):
+    a hand-off to a person continues that case instead of opening another."""
+    return session.execute(
+        select(Case).where(Case.conversation_id == conversation_id,
+                           Case.status.in_(OPEN_STATUSES)).order_by(Case.id.desc()).limit(1)
+    ).scalar_one_or_none()
