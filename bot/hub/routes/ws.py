@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,6 +29,7 @@ HELLO_TIMEOUT = 30.0
 MAX_FRAME_CHARS = 64_000
 MAX_QUEUE = 50  # accepted but not yet answered messages per socket
 MAX_ID_CHARS = 64
+NOTICE_EVERY = 30.0  # seconds between two "you're going too fast" notices
 
 
 def origin_allowed(ws: WebSocket, allowed: str) -> bool:
@@ -106,7 +108,7 @@ class _SocketSession:
         self.bucket = TokenBucket(s.widget_rate_burst, s.widget_rate_per_second)
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=MAX_QUEUE)
         self.worker = asyncio.create_task(self._work())
-        self.notified_rate = False
+        self.last_notice = -NOTICE_EVERY
 
     async def read_loop(self) -> None:
         while True:
@@ -165,12 +167,11 @@ class _SocketSession:
             # not accepted: the widget keeps it and resends it later; nothing is lost
             reply: dict[str, Any] = {"type": "rate_limited", "id": mid,
                                      "retry_after": round(max(self.bucket.wait_time(), 0.5), 2)}
-            if not self.notified_rate:
+            if time.monotonic() - self.last_notice > NOTICE_EVERY:
                 reply["text"] = texts.text("rate_limited", self.language)
-                self.notified_rate = True
+                self.last_notice = time.monotonic()
             await safe_send(self.ws, reply)
             return
-        self.notified_rate = False
         self.queue.put_nowait(frame)
         if mid is not None:
             await safe_send(self.ws, {"type": "ack", "id": mid})
