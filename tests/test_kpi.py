@@ -51,7 +51,9 @@ def test_report_on_fixtures(session):
     _conv(session, "c" * 16, "ended_idle", T0 + timedelta(hours=10))  # back within 72 h
     escalated = _conv(session, "d" * 16, "escalated", T0, channel="telegram", language="en",
                       escalated_at=T0 + timedelta(minutes=1),
-                      first_agent_reply_at=T0 + timedelta(minutes=11))
+                      first_agent_reply_at=T0 + timedelta(minutes=11),
+                      claimed_at=T0 + timedelta(minutes=9),
+                      handoff_ended_at=T0 + timedelta(minutes=29))
     _conv(session, "e" * 16, "abandoned", T0)
     with_case = _conv(session, "f" * 16, "case_opened", T0)
     session.add_all([
@@ -91,6 +93,7 @@ def test_report_on_fixtures(session):
     # "b", the later "c" conversation and the case conversation (not the first "c")
     assert r["containment_assumed_pct"] == 42.9
     assert r["first_response_time"]["median_s"] == 600
+    assert r["handling_time"]["median_s"] == 20 * 60  # claimed → handed back
     assert r["resolution_time"]["warranty"]["median_s"] == 48 * 3600
     assert r["reopen_rate_pct"] == 50.0  # 1 of 2 resolved cases reopened
     assert r["fcr_pct"] == 50.0  # the reopened one is not first-contact resolution

@@ -243,6 +243,7 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
         ("Escalation rate", show(data["escalation_rate_pct"], " %")),
         ("Abandonment", show(data["abandonment_pct"], " %")),
         ("First response time", dur(data["first_response_time"])),
+        ("Agent handling time", dur(data["handling_time"])),
         ("Reopen rate", show(data["reopen_rate_pct"], " %")),
         ("Survey response rate", show(data["survey_response_rate_pct"], " %")),
     ] + [(f"Resolution time ({k})", _hours(v)) for k, v in data["resolution_time"].items()]

@@ -45,6 +45,13 @@ def load(session: Session, now: datetime | None = None, count: int = 140) -> int
             if outcome == "escalated":
                 conv.first_agent_reply_at = conv.escalated_at + timedelta(
                     seconds=rng.randint(30, 1800))
+                conv.claimed_at = conv.first_agent_reply_at - timedelta(seconds=20)
+                conv.handoff_ended_at = conv.claimed_at + timedelta(
+                    seconds=rng.randint(120, 1500))
+                conv.escalation_reason = rng.choice(["request_human", "complaint", "fallback"])
+            else:
+                conv.handoff_ended_at = conv.escalated_at + timedelta(
+                    seconds=rng.randint(60, 900))
         session.add(conv)
         session.flush()
         case = None

@@ -176,6 +176,9 @@ def report(session: Session, f: Filters | None = None, *, idle_timeout: int = 18
     # times
     frt = [(c.first_agent_reply_at - c.escalated_at).total_seconds() for c in convs
            if c.escalated_at and c.first_agent_reply_at]
+    # handling time: from the agent taking the conversation to handing it back
+    handling = [(c.handoff_ended_at - c.claimed_at).total_seconds() for c in convs
+                if c.claimed_at and c.handoff_ended_at and c.handoff_ended_at >= c.claimed_at]
     resolution: dict[str, dict[str, float | None]] = {}
     for kind in sorted({c.type for c in case_rows}):
         secs = [(c.resolved_at - c.created_at).total_seconds() for c in case_rows
@@ -199,6 +202,7 @@ def report(session: Session, f: Filters | None = None, *, idle_timeout: int = 18
         "escalation_rate_pct": pct(len(escalated_convs), len(convs)),
         "abandonment_pct": pct(len(abandoned), len(convs)),
         "first_response_time": duration_stats(frt),
+        "handling_time": duration_stats(handling),
         "resolution_time": resolution,
         "reopen_rate_pct": pct(len(reopened & ever_resolved), len(ever_resolved)),
         "survey_response_rate_pct": pct(len(answered), len(surveys)),
