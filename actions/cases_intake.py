@@ -93,6 +93,14 @@ def welcome_back(dispatcher: CollectingDispatcher, tracker: Tracker, customer_id
             dispatcher.utter_message(response="utter_welcome_back_cases", cases=listing)
 
 
+def verification_handoff(tracker: Tracker) -> list[EventType]:
+    """Locked out after three failed verifications: only a person can check who they are
+    another way, so one takes over (``action_handoff``) instead of a dead end."""
+    if tracker.get_slot("case_blocked") != "verification":
+        return []
+    return [SlotSet("handoff_reason", "verification_failed"), FollowupAction("action_handoff")]
+
+
 def is_verified(tracker: Tracker) -> bool:
     number = tracker.get_slot("order_number")
     return bool(number) and tracker.get_slot("verified_order") == number
@@ -551,7 +559,7 @@ class _SubmitCase(Action, metaclass=ABCMeta):
 
     def run(self, dispatcher, tracker, domain):
         try:
-            return self.submit(dispatcher, tracker)
+            return [*self.submit(dispatcher, tracker), *verification_handoff(tracker)]
         except OrderServiceUnavailable:  # the shop's order API went down at the last step
             dispatcher.utter_message(response="utter_order_service_down")
             return reset_flow_events()
@@ -647,15 +655,21 @@ class ActionSubmitReturn(_SubmitCase):
         return reset_flow_events()
 
 
+HANDOFF_INTENTS = ("request_human", "complain")
+
+
 class ActionCancelForm(Action):
-    """"cancel", "déjalo": stop cleanly; nothing was written."""
+    """"cancel", "déjalo": stop cleanly; nothing was written. For a person (or a complaint)
+    it stops quietly: ``action_handoff`` comes next and says what happens."""
 
     def name(self) -> str:
         return "action_cancel_form"
 
     def run(self, dispatcher, tracker, domain):
         record_outcome(tracker, "form_cancelled")
-        dispatcher.utter_message(response="utter_form_cancelled")
+        intent = (tracker.latest_message or {}).get("intent", {}).get("name")
+        if intent not in HANDOFF_INTENTS:
+            dispatcher.utter_message(response="utter_form_cancelled")
         return [ActiveLoop(None), SlotSet("requested_slot", None), *reset_flow_events()]
 
 
@@ -763,4 +777,5 @@ class ActionShowCaseStatus(Action):
                 if case is not None:
                     _status_message(dispatcher, case, language_of(tracker))
         return [SlotSet("verification", None), SlotSet("case_number", None),
-                SlotSet("case_blocked", None), SlotSet("invalid_attempts", 0)]
+                SlotSet("case_blocked", None), SlotSet("invalid_attempts", 0),
+                *verification_handoff(tracker)]

@@ -1,11 +1,11 @@
-"""Two-step fallback: first ask to rephrase (with the menu), then offer a human."""
+"""Two-step fallback: first ask to rephrase (with the menu), then hand off to a person."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from rasa_sdk import Action, Tracker
-from rasa_sdk.events import FollowupAction
+from rasa_sdk.events import FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.base import language_of
@@ -34,7 +34,8 @@ def consecutive_fallbacks(events: list[dict[str, Any]]) -> int:
 
 
 class ActionFallback(Action):
-    """Not understood: maybe the knowledge base knows; otherwise rephrase, then a human."""
+    """Not understood: maybe the knowledge base knows; otherwise rephrase, and the second
+    time in a row a person takes over (``action_handoff``, reason ``fallback``)."""
 
     def name(self) -> str:
         return "action_fallback"
@@ -52,7 +53,7 @@ class ActionFallback(Action):
             if result.decision != "none":
                 return respond(dispatcher, result, lang)
         if consecutive_fallbacks(tracker.events) >= 2:
-            dispatcher.utter_message(response="utter_offer_human")
-        else:
-            dispatcher.utter_message(response="utter_ask_rephrase")
+            dispatcher.utter_message(response="utter_still_not_understood")
+            return [SlotSet("handoff_reason", "fallback"), FollowupAction("action_handoff")]
+        dispatcher.utter_message(response="utter_ask_rephrase")
         return []

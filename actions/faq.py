@@ -82,7 +82,12 @@ class ActionAnswerFaq(Action):
 
 
 class ActionFaqFeedback(Action):
-    """Yes/no after an answer: confirmed containment, or a way forward."""
+    """Yes/no after an answer: confirmed containment, or a way forward.
+
+    A "no" is not handed to a person straight away: it often means "not quite", and a queue
+    (or "we open at 9") is not what the customer asked for. They get one-tap ways on, the
+    first being "talk to a person", which ``action_handoff`` then records as ``not_solved``.
+    """
 
     def name(self) -> str:
         return "action_faq_feedback"
@@ -100,18 +105,8 @@ class ActionFaqFeedback(Action):
             dispatcher.utter_message(response="utter_youre_welcome")
         elif positive:
             dispatcher.utter_message(response="utter_anything_else")
-        elif not answered and last_bot_response(tracker) == "utter_offer_human":
-            # "No, I'll try again" to the offer of a human
-            dispatcher.utter_message(response="utter_anything_else")
         else:
             if answered:
                 record_outcome(tracker, "faq_not_solved")
             dispatcher.utter_message(response="utter_faq_not_solved")
         return [SlotSet("faq_id", None)]
-
-
-def last_bot_response(tracker: Tracker) -> str | None:
-    for event in reversed(tracker.events):
-        if event.get("event") == "bot":
-            return (event.get("metadata") or {}).get("utter_action")
-    return None

@@ -96,6 +96,8 @@ class ValidateSurveyForm(FormValidationAction):
             (isinstance(ces, (int, float)) and ces <= 3)
         if not unhappy:
             slots.remove("survey_follow_up")
+        if tracker.get_slot("survey_follow_up") is True:
+            slots.remove("survey_comment")  # a person takes over now: tell them directly
         return slots
 
     def _score(self, slot: str, field: str, value: Any, dispatcher: CollectingDispatcher,
@@ -127,12 +129,8 @@ class ValidateSurveyForm(FormValidationAction):
         return self._score("survey_csat", "csat", value, dispatcher, tracker)
 
     def validate_survey_follow_up(self, value, dispatcher, tracker, domain):
-        if value is True:
-            cid = conversation_id(tracker)
-            if cid:
-                with db_session() as session:
-                    surveys.request_follow_up(session, cid)
-            dispatcher.utter_message(response="utter_survey_follow_up_recorded")
+        if value is True:  # the survey ends here and a person takes over (ActionSurveyDone)
+            request_follow_up(tracker)
         return {"survey_follow_up": bool(value)}
 
     def validate_survey_comment(self, value, dispatcher, tracker, domain):
@@ -146,6 +144,20 @@ class ValidateSurveyForm(FormValidationAction):
         return {"survey_comment": "skip" if skipped else text}
 
 
+def request_follow_up(tracker: Tracker) -> None:
+    cid = conversation_id(tracker)
+    if cid:
+        with db_session() as session:
+            surveys.request_follow_up(session, cid)
+
+
+def detractor_handoff() -> list[dict[str, Any]]:
+    """A dissatisfied customer asked for a person (reason and rule: docs/handoff.md,
+    data/rules/survey.yml). The survey slots stay set until action_handoff has put the
+    scores in the agent's summary; it clears them."""
+    return [SlotSet("handoff_reason", "detractor_followup"), FollowupAction("action_handoff")]
+
+
 class ActionSurveyDone(Action):
     def name(self) -> str:
         return "action_survey_done"
@@ -155,21 +167,33 @@ class ActionSurveyDone(Action):
         if cid:
             with db_session() as session:
                 surveys.finish(session, cid, "completed")
+        if tracker.get_slot("survey_follow_up") is True:
+            return detractor_handoff()
         dispatcher.utter_message(response="utter_survey_thanks")
         return [SlotSet(s, None) for s in SURVEY_SLOTS]
 
 
 class ActionSurveyStop(Action):
-    """"No, thanks" or leaving mid-survey: stop politely, keep any answer already given."""
+    """"No, thanks" or leaving mid-survey: stop politely, keep any answer already given.
+    Asking for a person (or complaining) stops it quietly: ``action_handoff`` comes next; to
+    "shall someone contact you?", "put me through to someone" is a yes."""
 
     def name(self) -> str:
         return "action_survey_stop"
 
     def run(self, dispatcher, tracker, domain):
+        intent = (tracker.latest_message or {}).get("intent", {}).get("name")
+        follow_up = (intent == "request_human"
+                     and tracker.get_slot("requested_slot") == "survey_follow_up")
         cid = conversation_id(tracker)
         if cid:
             with db_session() as session:
-                surveys.finish(session, cid, "declined")
+                surveys.finish(session, cid, "completed" if follow_up else "declined")
+        stopped = [ActiveLoop(None), SlotSet("requested_slot", None)]
+        if follow_up:
+            request_follow_up(tracker)
+            return [*stopped, SlotSet("handoff_reason", "detractor_followup")]
+        if intent in ("request_human", "complain"):
+            return stopped  # action_handoff clears the survey slots after its summary
         dispatcher.utter_message(response="utter_survey_declined")
-        return [ActiveLoop(None), SlotSet("requested_slot", None),
-                *[SlotSet(s, None) for s in SURVEY_SLOTS]]
+        return [*stopped, *[SlotSet(s, None) for s in SURVEY_SLOTS]]

@@ -86,7 +86,7 @@ class Stack:
             "hub": [
                 py, "-m", "uvicorn", "--factory", "bot.hub.app:create_app",
                 "--host", self.settings.hub_host, "--port", str(self.settings.hub_port),
-                "--no-access-log",
+                "--no-access-log", "--timeout-graceful-shutdown", "5",
             ],
         }
 

@@ -45,12 +45,15 @@ def test_consecutive_fallbacks_counts_only_the_latest_run():
     assert consecutive_fallbacks([_user("nlu_fallback"), {"event": "session_started"}]) == 0
 
 
-def test_fallback_first_asks_to_rephrase_then_offers_human(dispatcher):
-    ActionFallback().run(dispatcher, make_tracker(events=[_user("nlu_fallback")]), {})
+def test_fallback_first_asks_to_rephrase_then_hands_off(dispatcher):
+    assert ActionFallback().run(
+        dispatcher, make_tracker(events=[_user("nlu_fallback")]), {}) == []
     assert dispatcher.messages[-1]["response"] == "utter_ask_rephrase"
     two = [_user("nlu_fallback"), {"event": "bot"}, _user("nlu_fallback")]
-    ActionFallback().run(dispatcher, make_tracker(events=two), {})
-    assert dispatcher.messages[-1]["response"] == "utter_offer_human"
+    events = ActionFallback().run(dispatcher, make_tracker(events=two), {})
+    assert dispatcher.messages[-1]["response"] == "utter_still_not_understood"
+    assert [(e["event"], e.get("name"), e.get("value")) for e in events] == [
+        ("slot", "handoff_reason", "fallback"), ("followup", "action_handoff", None)]
 
 
 def test_set_language_from_entity_tells_the_hub(dispatcher):
@@ -135,15 +138,12 @@ def test_feedback_yes_records_confirmed_containment(dispatcher, kb_env):
 
 
 def test_feedback_no_offers_human_or_case(dispatcher, kb_env):
+    """A "no" is not a hand-off by itself: the customer gets one-tap ways on ("talk to a
+    person" first, which action_handoff records as not_solved)."""
     tracker = make_tracker(intent="deny", slots={"faq_id": "refund-timing"})
-    faq.ActionFaqFeedback().run(dispatcher, tracker, {})
+    events = faq.ActionFaqFeedback().run(dispatcher, tracker, {})
     assert dispatcher.messages[0]["response"] == "utter_faq_not_solved"
-
-
-def test_feedback_no_to_offer_of_human_just_continues(dispatcher, kb_env):
-    events = [{"event": "bot", "metadata": {"utter_action": "utter_offer_human"}}]
-    faq.ActionFaqFeedback().run(dispatcher, make_tracker(intent="deny", events=events), {})
-    assert dispatcher.messages[0]["response"] == "utter_anything_else"
+    assert all(e["event"] != "followup" for e in events)
 
 
 def test_fallback_answers_from_kb_when_it_can(dispatcher, kb_env):

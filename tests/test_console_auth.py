@@ -7,9 +7,13 @@ against the real hub of the ``stack`` (HTTP, real cookies), plus a TestClient se
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from datetime import timedelta
@@ -19,11 +23,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from bot.core.config import ROOT
+from bot.db.migrate import upgrade
 from bot.db.models import StaffSession, StaffUser, utcnow
 from bot.db.session import session_factory, session_scope
 from bot.services import staff_sessions
 from bot.services.users import add_user
-from tests.conftest import run_cli
+from tests.conftest import free_port, run_cli
 
 PASSWORD = "correct-horse-battery-staple"
 GENERIC = "Usuario o contraseña incorrectos."
@@ -484,3 +490,48 @@ def test_cli_adds_users_with_a_team(stack):
                           "NEW_USER_PASSWORD": PASSWORD})
     assert result.returncode == 0, result.stderr
     assert staff_row(database_url(stack), default).team == "postventa"
+
+
+def test_an_open_event_stream_does_not_hold_up_hub_shutdown(tmp_path):
+    """Uvicorn waits for open responses before it stops, and an event stream never ends by
+    itself: the stream must notice the shutdown (SIGTERM) and end, so the hub exits."""
+    url = f"sqlite:///{tmp_path / 'hub.db'}"
+    upgrade(url)
+    username = make_staff(url)
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": url, "HUB_PORT": str(port), "RASA_TOKEN": "x",
+           "RASA_URL": "http://127.0.0.1:9", "TELEGRAM_BOT_TOKEN": ""}
+    base = f"http://127.0.0.1:{port}"
+    with open(tmp_path / "hub.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--factory", "bot.hub.app:create_app",
+             "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    client = ConsoleClient(base)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if client.http.get("/console/login").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, \
+                (tmp_path / "hub.log").read_text()[-3000:]
+            time.sleep(0.3)
+        assert client.login(username).status_code == 204
+        with client.http.stream("GET", "/console/events", timeout=30) as stream:
+            chunks = stream.iter_raw()
+            assert b": connected" in next(chunks)
+            started = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(httpx.TransportError):
+                for _ in chunks:  # heartbeats would keep a stream that ignores SIGTERM open
+                    assert time.monotonic() - started < 20, "the stream outlived SIGTERM"
+        proc.wait(timeout=15)
+        assert time.monotonic() - started < 10
+    finally:
+        client.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)

@@ -131,7 +131,9 @@ def test_telegram_complaint_reaches_the_agent_and_the_reply_reaches_telegram(
     conv = _conv(stack, f"tg-{user.chat_id}")
     assert conv.escalation_reason == "complaint" and conv.priority == 2
     waiting = [q for q in marta.queue() if q["status"] == "waiting_agent"]
-    assert waiting[0]["conversation_id"] == conv.id  # complaints first
+    ids = [q["conversation_id"] for q in waiting]
+    first_plain = next((i for i, q in enumerate(waiting) if q["priority"] == 0), len(ids))
+    assert ids.index(conv.id) < first_plain  # complaints before plain requests
     assert marta.post(f"{conv.id}/claim").status_code == 200
     bot_api.wait_for_sent(user.chat_id, len(bot_api.sent(user.chat_id)))
     before = len(bot_api.sent(user.chat_id))

@@ -108,16 +108,16 @@ def test_button_payload_as_text(stack):
     chat = Chat(stack.hub_url)
     chat.say("hola")
     reply = chat.say("/request_human")
-    assert "900 123 456" in Chat.texts(reply)
+    assert "SOP-" in Chat.texts(reply) and "posición" in Chat.texts(reply)
 
 
-def test_two_step_fallback_offers_a_human(stack):
+def test_two_step_fallback_hands_off_to_a_human(stack):
     chat = Chat(stack.hub_url, locale="es")
     first = chat.say("zxqv blorp fnarg")
     second = chat.say("qwpo zzkx vrrm")
-    assert any(m.get("buttons") for m in first)
-    payloads = [b["payload"] for m in second for b in m.get("buttons", [])]
-    assert "/request_human" in payloads
+    assert any(m.get("buttons") for m in first)  # first: rephrase, with suggestions
+    assert "SOP-" in Chat.texts(second) and "posición" in Chat.texts(second)
+    assert _conversation(stack, chat.sender).escalation_reason == "fallback"
 
 
 @pytest.mark.parametrize(

@@ -118,8 +118,8 @@ def test_detractor_gets_empathy_and_follow_up(stack):
     r = chat.say("3")
     assert "sorry" in Chat.texts(r).lower() and "/affirm" in [
         b["payload"] for m in r for b in m.get("buttons", [])]
-    r = chat.say("yes")
-    assert "will contact you" in Chat.texts(r)
+    r = chat.say("yes")  # follow-up wanted: handed to a person right away
+    assert "SOP-" in Chat.texts(r) and "in the queue" in Chat.texts(r)
     row = _survey_row(stack, chat.sender)
     assert (row.ces, row.nps, row.follow_up_requested) == (2, 3, True)
 

@@ -272,7 +272,7 @@ def cmd_users_add(args: argparse.Namespace, settings: Settings) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"user {args.username} ({args.role}, team {args.team}) created")
+    print(f"user {args.username} ({args.role}, team {args.team.strip().lower()}) created")
     return 0
 
 

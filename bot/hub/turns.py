@@ -272,7 +272,10 @@ class TurnService:
                 return result
         if conv.status == "waiting_agent":
             last = convs.last_bot_message(session, conv.id)
+            # one "still in the queue" line per minute at most (the position note itself
+            # does not count: the first message after it is acknowledged)
             recent = (last is not None and last.author == "system"
+                      and "queue" not in (last.payload or {})
                       and (utcnow() - last.created_at).total_seconds() < 60)
             position = handoff_svc.queue_position(session, conv)
             if not recent and position and self.schedule.is_open(utcnow()):

@@ -109,6 +109,10 @@ class ConsoleRoute(APIRoute):
             except StarletteHTTPException as exc:
                 response = ConsoleError(exc.status_code, f"http_{exc.status_code}",
                                         str(exc.detail), dict(exc.headers or {})).response()
+            except Exception:  # noqa: BLE001 - the console gets JSON it can show, not a bare 500
+                log.exception("console %s %s failed", request.method, request.url.path)
+                response = ConsoleError(500, "internal", "Error interno: inténtalo de nuevo; "
+                                        "si se repite, avisa a un administrador.").response()
             return apply_security_headers(response)
 
         return route

@@ -38,6 +38,7 @@ from bot.hub.console.auth import (
     set_session_cookie,
 )
 from bot.services import staff_sessions
+from bot.services.handoff import HandoffError
 from bot.services.staff_sessions import StaffLogin
 
 log = logging.getLogger(__name__)
@@ -223,20 +224,19 @@ def _hub(request: Request) -> Any:
     return hub
 
 
-async def _call(request: Request, method: str, *args: Any, **kwargs: Any) -> Any:
-    """``await app.state.handoff.<method>(*args)``, with ``HandoffError`` → HTTP."""
-    from bot.services.handoff import HandoffError
-
+async def _call(request: Request, method: str, *args: Any, bad_input: str | None = None,
+                **kwargs: Any) -> Any:
+    """``await app.state.handoff.<method>(*args)``, with ``HandoffError`` → HTTP and a
+    message in the console's language (``bad_input``: this action's own wording)."""
     hub = _hub(request)
     try:
         return await getattr(hub, method)(*args, **kwargs)
     except HandoffError as exc:
-        code = getattr(exc, "code", "bad_input")
-        status, message = HANDOFF_ERRORS.get(code, (400, "No se pudo hacer."))
-        detail = getattr(exc, "message", None) or str(exc)
-        if code == "bad_input" and detail:
-            message = detail
-        raise ConsoleError(status, code, message) from exc
+        status, message = HANDOFF_ERRORS.get(exc.code, (400, "No se ha podido hacer."))
+        if exc.code == "bad_input" and bad_input:
+            message = bad_input
+        log.info("console %s on %s: %s (%s)", method, args[:1], exc.code, exc.message)
+        raise ConsoleError(status, exc.code, message) from exc
 
 
 def _text(value: str | None, field: str, *, required: bool = True) -> str | None:
@@ -308,7 +308,8 @@ async def case_status(conversation_id: int, body: StatusIn, request: Request,
     if body.status not in CASE_STATUSES:
         raise ConsoleError(422, "bad_input", "Estado no válido: " + ", ".join(CASE_STATUSES))
     return _jsonable(await _call(request, "set_case_status", conversation_id, login.user,
-                                 body.status))
+                                 body.status, bad_input="El caso no puede pasar a ese estado "
+                                                        "desde el actual."))
 
 
 @router.post("/console/api/conversations/{conversation_id}/resolution")
@@ -323,7 +324,9 @@ async def transfer(conversation_id: int, body: TransferIn, request: Request,
                    login: StaffLogin = Depends(agent_only)) -> Any:
     username = _text(body.username, "usuario")
     return _jsonable(await _call(request, "transfer", conversation_id, login.user,
-                                 username.lower()))
+                                 username.lower(),
+                                 bad_input=f"No hay ningún agente activo «{username}» en este "
+                                           "equipo."))
 
 
 @router.post("/console/api/conversations/{conversation_id}/close")

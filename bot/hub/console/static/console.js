@@ -1,7 +1,7 @@
 /* The agents' console: live inbox (Server-Sent Events), conversation detail, agent actions.
  *
  * Everything that comes from customers or the database is put on the page with textContent
- * (never innerHTML): a customer's "<img onerror=…>" is just text here.
+ * (never parsed as HTML): a customer's "<img onerror=…>" is just text here.
  * State-changing calls carry the session's CSRF token in X-CSRF-Token.
  */
 (function () {
@@ -19,6 +19,7 @@
     typingTimers: {},
     events: null,
     queueTimer: null,
+    received: [],
     detailTimer: null,
     busy: false
   };
@@ -604,6 +605,8 @@
 
   function handle(event) {
     if (!event || typeof event !== "object") return;
+    state.received.push(event.type);  // what arrived, for diagnosis (last 50 kinds)
+    if (state.received.length > 50) state.received.shift();
     var id = event.conversation_id;
     switch (event.type) {
       case "queue":
