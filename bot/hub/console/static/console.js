@@ -320,7 +320,13 @@
     $("btn-resolution").disabled = !hc;
     $("btn-note").disabled = !hc;
     if (hc) {
-      $("case-status").value = hc.status;
+      // a live re-render must not undo a status the agent picked but has not applied yet
+      var sel = $("case-status");
+      var key = hc.number + ":" + hc.status;
+      if (sel.dataset.rendered !== key) {
+        sel.value = hc.status;
+        sel.dataset.rendered = key;
+      }
       if (document.activeElement !== $("resolution-text")) {
         $("resolution-text").value = hc.resolution || "";
       }
