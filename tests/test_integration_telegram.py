@@ -24,7 +24,8 @@ from tests.fakes.bot_api import FakeBotAPI
 
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
-_chat_ids = itertools.count(700_001)
+# random base: other modules (the console's browser test) talk to the same fake Bot API
+_chat_ids = itertools.count(secrets.randbelow(10**9) + 10**9)
 
 
 def db(stack):
@@ -287,23 +288,24 @@ def test_widget_conversation_continues_on_telegram_with_a_one_time_link(stack, t
 
 
 def test_verified_customer_is_recognised_on_the_other_channel(stack, tg):
-    with db(stack) as s:  # David opened a claim on Telegram earlier
+    with db(stack) as s:  # Carmen opened a claim on Telegram earlier
         tg_conv = Conversation(sender=f"tg-{next(_chat_ids)}", channel="telegram")
         s.add(tg_conv)
         s.flush()
         from bot.db.models import Order, OrderLine
 
+        # Carmen: other tests lock PED-000518 on purpose (three failed verifications)
         line = s.execute(select(OrderLine).join(Order).where(
-            Order.number == "PED-000518").order_by(OrderLine.id)).scalars().first()
+            Order.number == "PED-000402").order_by(OrderLine.id)).scalars().first()
         opened = cases_svc.open_case(
             s, case_type="warranty", customer_id=s.get(Order, line.order_id).customer_id,
             order_line_id=line.id, conversation_id=tg_conv.id, category="broken",
-            description="la mesa cojea", idempotency_key=f"t-{secrets.token_hex(4)}")
+            description="no enfría", idempotency_key=f"t-{secrets.token_hex(4)}")
         number = opened.case.number
     web = Chat(stack.hub_url, locale="es-ES")
-    web.say("la mesa de comedor tiene una grieta, quiero la garantía")
-    web.say("PED-000518")
-    r = web.say("david.brown@example.com")
+    web.say("el frigorífico hace un ruido muy fuerte, quiero la garantía")
+    web.say("PED-000402")
+    r = web.say("carmen.ortega@example.com")
     assert number in Chat.texts(r) and "Hola de nuevo" not in Chat.texts(r)
     assert "tienes abierto" in Chat.texts(r)
     with db(stack) as s:

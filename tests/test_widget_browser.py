@@ -326,7 +326,10 @@ def test_fast_typist_is_slowed_down_politely_and_loses_nothing(widget, stack):
 
 def test_hub_text_is_never_html(widget):
     w = widget.goto("/")
-    attacks = ['<img src=x onerror="window.__pwned=1">', "<script>window.__pwned=2</script>"]
+    # real words around the markup: two pure-gibberish messages in a row would (rightly)
+    # hand the conversation to a person, which is not what this test is about
+    attacks = ['hola <img src=x onerror="window.__pwned=1">',
+               "<script>window.__pwned=2</script> ¿cuánto dura la garantía?"]
     for text in attacks:
         w.say(text)
     assert w.customer_texts()[-2:] == attacks  # shown literally
