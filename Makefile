@@ -1,5 +1,5 @@
 # The two commands: `make run` and `make test`. Both bootstrap whatever is missing first.
-.PHONY: run test train bench bench-nlu bench-faq lint bootstrap lock clean
+.PHONY: run test train bench bench-dialogues bench-nlu bench-faq lint bootstrap lock clean
 
 PY := .venv/bin/python
 
@@ -20,6 +20,9 @@ train: bootstrap
 
 bench: bootstrap
 	@$(PY) -m bench.turn_latency
+
+bench-dialogues: bootstrap
+	@$(PY) -m bench.dialogues
 
 bench-nlu: bootstrap
 	@$(PY) -m bench.nlu_eval

@@ -24,11 +24,13 @@ from actions.base import (
     message_metadata,
     record_outcome,
 )
+from actions.faq import answer_in_form
 from bot.core.config import get_settings
 from bot.db.models import Attachment, Customer
-from bot.services import cases, parsing, uploads
+from bot.services import cases, choices, parsing, uploads
 from bot.services import conversations as convs
 from bot.services import verification_attempts as attempts_svc
+from bot.services.choice_catalog import options_for, product_options
 from bot.services.identifiers import find_case_number, find_order_number
 from bot.services.labels import label, options
 from bot.services.orders import (
@@ -48,7 +50,32 @@ RETURN_SLOTS = ["order_line", "return_reason", "return_type", "exchange_for", "r
 # The order number is asked again for each new request (it may be another order); the
 # customer's verification is kept, so an order of theirs is not verified twice.
 FLOW_SLOTS = ["case_blocked", "invalid_attempts", "correct_field", "case_number",
-              "verification", "order_number"]
+              "verification", "order_number", "choice_candidates"]
+
+
+# Words that name a field in a correction at the summary ("la fecha está mal").
+FIELD_CUES: dict[str, tuple[str, ...]] = {
+    "order_number": ("pedido", "order number", "numero de pedido", "the order"),
+    "order_line": ("producto", "articulo", "aparato", "product", "item", "no es ese",
+                   "no es esa", "not that one", "wrong one", "es la ", "es el ", "it's the",
+                   "its the", "it is the"),
+    "problem_category": ("tipo de problema", "tipo de averia", "kind of problem",
+                         "type of problem", "categoria", "category"),
+    "problem_description": ("descripcion", "description", "describ"),
+    "problem_started": ("fecha", "date", "desde", "since", "empezo", "empezaron", "comenzo",
+                        "started", "began", "start", "dia ", "day "),
+    "photo_id": ("foto", "photo", "picture", "imagen", "image"),
+    "preferred_resolution": ("solucion", "solution", "prefiero", "preferiria", "prefer",
+                             "rather", "resolution"),
+    "return_reason": ("motivo", "razon", "reason"),
+    "return_type": ("devolucion o cambio", "return or exchange", "en vez de devolver",
+                    "instead of returning", "en vez de cambiar", "instead of exchanging"),
+    "exchange_for": ("a cambio", "instead", "en su lugar", "for another", "por otro",
+                     "por otra"),
+}
+# Fields whose new value can be recognised without being named ("es la cafetera").
+VALUE_FIELDS = ("order_number", "order_line", "problem_started")
+CHOICE_KINDS = ("problem_category", "preferred_resolution", "return_reason", "return_type")
 
 
 def reset_flow_events() -> list[EventType]:
@@ -106,6 +133,32 @@ def is_verified(tracker: Tracker) -> bool:
     return bool(number) and tracker.get_slot("verified_order") == number
 
 
+QUESTION_CUES = re.compile(
+    r"^(?:y |and |pero |but |oye |una pregunta |por cierto |btw )?(?:cuant|cuand|como |donde|"
+    r"que |qué |puedo|se puede|hay |teneis|tienen|how|when|where|what|can i|do you|is there|"
+    r"are there|will i|would i)")
+
+
+def is_question(tracker: Tracker, text: str) -> bool:
+    """Information-seeking ("¿y cuánto tarda?"), not an answer phrased as a question
+    ("¿me lo podéis reparar?")."""
+    folded = choices.fold(text)
+    intent = ((tracker.latest_message or {}).get("intent") or {})
+    asked = "?" in text or (intent.get("name") == "ask_faq"
+                            and float(intent.get("confidence") or 0) >= 0.6)
+    return asked and bool(QUESTION_CUES.search(folded))
+
+
+def descriptive(text: str) -> bool:
+    """Enough words to stand as the customer's own description."""
+    words = [w for w in choices.fold(text).split() if any(c.isalpha() for c in w)]
+    return len(words) >= 3 and len(text.strip()) >= 12 and not text.startswith("/")
+
+
+def clean_text(text: str, limit: int) -> str:
+    return " ".join(str(text or "").split())[:limit]
+
+
 class IntakeValidation(FormValidationAction):
     """Identification shared by the intake forms: order number, then email or last 4 digits
     of the phone; three failures block the flow. Also the "answer does not fit" counter."""
@@ -127,12 +180,60 @@ class IntakeValidation(FormValidationAction):
 
     def invalid(self, dispatcher: CollectingDispatcher, tracker: Tracker, slot: str,
                 response: str, **kwargs: Any) -> dict[str, Any]:
+        """An answer that does not fit: asked again once with a hint; the second time a
+        person takes over with everything collected so far (nothing is thrown away)."""
         attempts = int(tracker.get_slot("invalid_attempts") or 0) + 1
         if attempts >= MAX_INVALID:
-            dispatcher.utter_message(response="utter_invalid_offer_human")
-            return {slot: None, "invalid_attempts": 0, "case_blocked": "invalid"}
+            dispatcher.utter_message(response="utter_not_understood_keep")
+            return {slot: None, "invalid_attempts": 0, "choice_candidates": None,
+                    "case_blocked": "not_understood"}
         dispatcher.utter_message(response=response, **kwargs)
         return {slot: None, "invalid_attempts": attempts}
+
+    def choose(self, slot: str, options: list[choices.Option], value: Any,
+               dispatcher: CollectingDispatcher, tracker: Tracker,
+               hint: str = "utter_invalid_choice") -> dict[str, Any]:
+        """A button's value, or the option the customer's own words mean (shared by every
+        question with buttons). Ambiguous → the ask action asks which of two; a question →
+        answered, then the form asks again; no fit → "other" with their words where the
+        question has one, else a hint and, the second time, a person."""
+        values = [o.value for o in options]
+        text = str(value or "")
+        if text in values:
+            return self.chosen(slot, text)
+        entity = next(iter(tracker.get_latest_entity_values(slot)), None)
+        if entity in values:
+            return self.chosen(slot, entity)
+        if text.startswith("/"):  # another question's button
+            return self.invalid(dispatcher, tracker, slot, hint)
+        pending = str(tracker.get_slot("choice_candidates") or "").split("|")
+        if pending[0] == slot and len(pending) > 2:
+            narrowed = [o for o in options if o.value in pending[1:]]
+            found = choices.resolve(text, narrowed, choices.default_embed)
+            if found.found:
+                return self.chosen(slot, found.value)
+        found = choices.resolve(text, options, choices.default_embed)
+        question = is_question(tracker, text)
+        if question and found.how not in ("exact", "position") and answer_in_form(
+                dispatcher, tracker, text):
+            return {slot: None}
+        if found.found:
+            return self.chosen(slot, found.value)
+        if found.ambiguous and pending[0] != slot:
+            return {slot: None, "choice_candidates": "|".join((slot, *found.candidates))}
+        fallback = choices.fallback_option(options)
+        if fallback and (found.how == "unknown" or descriptive(text)):
+            if found.how != "unknown":
+                dispatcher.utter_message(response="utter_choice_other_noted",
+                                         words=clean_text(text, 200))
+            return self.chosen(slot, fallback)
+        if question and answer_in_form(dispatcher, tracker, text, suggest=True):
+            return {slot: None}
+        return self.invalid(dispatcher, tracker, slot, hint)
+
+    @staticmethod
+    def chosen(slot: str, value: str) -> dict[str, Any]:
+        return {slot: value, "invalid_attempts": 0, "choice_candidates": None}
 
     async def required_slots(self, domain_slots: list[str], dispatcher: CollectingDispatcher,
                              tracker: Tracker, domain: DomainDict) -> list[str]:
@@ -149,6 +250,10 @@ class IntakeValidation(FormValidationAction):
                               tracker: Tracker, domain: DomainDict) -> dict[str, Any]:
         number = find_order_number(str(value or ""))
         if not number:
+            if tracker.get_slot("requested_slot") != "order_number":
+                # a model number, size or price read as an order number before we asked
+                # ("mi Televisor 4K 55\""): ignored quietly, the question comes in its turn
+                return {"order_number": None}
             return self.invalid(dispatcher, tracker, "order_number", "utter_invalid_order_number")
         try:
             order = find_order(number)
@@ -205,6 +310,103 @@ class IntakeValidation(FormValidationAction):
         dispatcher.utter_message(response="utter_verification_failed")
         return {"verification": None, "verify_attempts": attempts}
 
+    # --- the summary: yes, no, or a correction in the customer's words ----------------------
+
+    def confirm_or_correct(self, slot: str, fields: list[str], value: Any,
+                           dispatcher: CollectingDispatcher, tracker: Tracker) -> dict[str, Any]:
+        """yes → submit; "el producto no es ese, es la cafetera" / "the date's off, it started
+        around the first of the month" → that field changes and the summary is shown again;
+        a field named without a usable value is asked again directly; a plain no → "what do
+        you want to change?"."""
+        others = set(tracker.slots_to_validate()) - {slot, "requested_slot"}
+        if others:  # a value for another slot came with this message: summary again
+            return {slot: None}
+        text = str((tracker.latest_message or {}).get("text") or "")
+        short = len(choices.fold(text).split()) <= 3
+        if value is True and short:
+            return {slot: True}
+        if not text.startswith("/"):
+            change = self.correction(fields, text, dispatcher, tracker)
+            if change is not None:
+                return {**change, slot: None, "correct_field": None}
+        if value is True:
+            return {slot: True}
+        if value is False:
+            return {slot: False}
+        dispatcher.utter_message(response="utter_confirm_hint")
+        return {slot: None}
+
+    def correction(self, fields: list[str], text: str, dispatcher: CollectingDispatcher,
+                   tracker: Tracker) -> dict[str, Any] | None:
+        """The field(s) a correction changes, or None when the text corrects nothing."""
+        folded = choices.fold(text)
+        named = [f for f in fields + ["order_number"] if any(
+            re.search(rf"(?<!\w){re.escape(cue)}", folded) for cue in FIELD_CUES.get(f, ()))]
+        for field in named + [f for f in VALUE_FIELDS if f in fields + ["order_number"]
+                              and f not in named]:
+            change = self.parse_field(field, text, dispatcher, tracker)
+            if change:
+                return change
+        if named:  # "la fecha está mal": ask that question again
+            return self.pick_field("", fields, named[0], dispatcher, tracker)
+        return None
+
+    def parse_field(self, field: str, text: str, dispatcher: CollectingDispatcher,
+                    tracker: Tracker) -> dict[str, Any] | None:
+        """A new value for one field found in free text (only when it differs)."""
+        current = tracker.get_slot(field)
+        if field == "order_number":
+            number = find_order_number(text)
+            if number and number != current:
+                return {"order_number": None, "verified_order": tracker.get_slot(
+                    "verified_order"), "order_line": None, **self.validate_order_number(
+                        number, dispatcher, tracker, {})}
+            return None
+        if field == "order_line":
+            order = find_order_quietly(tracker.get_slot("order_number"))
+            if order is None or not is_verified(tracker):
+                return None
+            found = choices.resolve(text, product_options(
+                [(x.line_id, x.product) for x in order.lines]))  # no guessing by meaning
+            line = line_of(order, found.value) if found.found else None
+            if line is not None and str(line.line_id) != str(current):
+                return self.select_line(order, line, dispatcher, tracker)
+            return None
+        if field == "problem_started":
+            parsed = parsing.parse_date(text)
+            if parsed and parsed != "unknown":
+                iso = parsed.isoformat()
+                return {"problem_started": iso} if iso != current else None
+            return None
+        if field in CHOICE_KINDS:
+            found = choices.resolve(text, options_for(field))  # words only, no guessing
+            if found.found and found.value != current and found.how != "position":
+                if field == "return_reason":
+                    return self.validate_return_reason(found.value, dispatcher, tracker, {})
+                if field == "return_type":
+                    return self.validate_return_type(found.value, dispatcher, tracker, {})
+                return {field: found.value}
+        return None
+
+    def pick_field(self, confirm_slot: str, fields: list[str], value: Any,
+                   dispatcher: CollectingDispatcher, tracker: Tracker) -> dict[str, Any]:
+        """"What do you want to change?": a button, a field named in words, or directly
+        the new value ("es la cafetera")."""
+        name = str(value or "")
+        if name not in fields + ["order_number"]:
+            text = str((tracker.latest_message or {}).get("text") or name)
+            change = None if text.startswith("/") else self.correction(
+                fields, text, dispatcher, tracker)
+            if change is not None:
+                return {**change, "correct_field": None,
+                        **({confirm_slot: None} if confirm_slot else {})}
+            dispatcher.utter_message(response="utter_invalid_choice")
+            return {"correct_field": None}
+        reset = {"correct_field": None, **({confirm_slot: None} if confirm_slot else {})}
+        if name == "order_number":
+            return {"order_number": None, "verified_order": None, "order_line": None, **reset}
+        return {name: None, **reset}
+
     def check_line(self, order: OrderInfo, line: Any, case_type: str,
                    dispatcher: CollectingDispatcher, tracker: Tracker) -> dict[str, Any]:
         """An open case for the same product and kind is shown instead of a new one."""
@@ -232,21 +434,21 @@ class IntakeValidation(FormValidationAction):
         order = self.order(tracker, dispatcher)
         if order is None:
             return {"order_line": None, "case_blocked": "service"}
-        text = parsing.fold(str(value or ""))
-        line = line_of(order, text) if order else None
-        if order and line is None:  # typed the product instead of pressing a button
-            line = next((x for x in order.lines
-                         if any(w in parsing.fold(x.product) for w in text.split()
-                                if len(w) > 3)), None)
-        if line is None:
-            return self.invalid(dispatcher, tracker, "order_line", "utter_invalid_order_line")
+        line = line_of(order, str(value or ""))
+        if line is None:  # typed the product ("la cafetera", "the second one")
+            picked = self.choose("order_line", product_options(
+                [(x.line_id, x.product) for x in order.lines]), value, dispatcher, tracker,
+                hint="utter_invalid_order_line")
+            line = line_of(order, picked.get("order_line") or "")
+            if line is None:
+                return picked
         return self.select_line(order, line, dispatcher, tracker)
 
     def select_line(self, order: OrderInfo, line: Any, dispatcher: CollectingDispatcher,
                     tracker: Tracker) -> dict[str, Any]:
         """The product is known (chosen, or the order's only one): apply the form's rules."""
         return {"order_line": str(line.line_id), "invalid_attempts": 0,
-                **self.line_rules(order, line, dispatcher, tracker)}
+                "choice_candidates": None, **self.line_rules(order, line, dispatcher, tracker)}
 
     def line_rules(self, order: OrderInfo, line: Any, dispatcher: CollectingDispatcher,
                    tracker: Tracker) -> dict[str, Any]:
@@ -275,12 +477,14 @@ class ValidateWarrantyForm(IntakeValidation):
         return without_correct_field(slots, tracker.get_slot("warranty_confirm"))
 
     def validate_problem_category(self, value, dispatcher, tracker, domain):
-        found = value if value in dict(options("problem_category", "es")) else \
-            parsing.problem_category(str(value or ""))
-        if not found:
-            return self.invalid(dispatcher, tracker, "problem_category",
-                                "utter_invalid_choice")
-        return {"problem_category": found, "invalid_attempts": 0}
+        result = self.choose("problem_category", options_for("problem_category"), value,
+                             dispatcher, tracker)
+        text = str(value or "")
+        # Their words already describe the problem: not asked a second time.
+        if result.get("problem_category") and not text.startswith("/") and \
+                descriptive(text) and not tracker.get_slot("problem_description"):
+            result["problem_description"] = clean_text(text, 1000)
+        return result
 
     def validate_problem_description(self, value, dispatcher, tracker, domain):
         text = " ".join(str(value or "").split())[:1000]
@@ -315,18 +519,16 @@ class ValidateWarrantyForm(IntakeValidation):
         return {"photo_id": None, "invalid_attempts": 1}
 
     def validate_preferred_resolution(self, value, dispatcher, tracker, domain):
-        found = value if value in dict(options("preferred_resolution", "es")) else \
-            parsing.resolution(str(value or ""))
-        if not found:
-            return self.invalid(dispatcher, tracker, "preferred_resolution",
-                                "utter_invalid_choice")
-        return {"preferred_resolution": found, "invalid_attempts": 0}
+        return self.choose("preferred_resolution", options_for("preferred_resolution"), value,
+                           dispatcher, tracker)
 
     def validate_warranty_confirm(self, value, dispatcher, tracker, domain):
-        return confirm_or_correct("warranty_confirm", value, tracker)
+        return self.confirm_or_correct("warranty_confirm", WARRANTY_SLOTS[:-1], value,
+                                       dispatcher, tracker)
 
     def validate_correct_field(self, value, dispatcher, tracker, domain):
-        return correct_field("warranty_confirm", WARRANTY_SLOTS[:-1], value)
+        return self.pick_field("warranty_confirm", WARRANTY_SLOTS[:-1], value, dispatcher,
+                               tracker)
 
 
 class ValidateReturnForm(IntakeValidation):
@@ -345,10 +547,11 @@ class ValidateReturnForm(IntakeValidation):
         return self.check_line(order, line, "return", dispatcher, tracker)
 
     def validate_return_reason(self, value, dispatcher, tracker, domain):
-        found = value if value in dict(options("return_reason", "es")) else \
-            parsing.return_reason(str(value or ""))
+        result = self.choose("return_reason", options_for("return_reason"), value,
+                             dispatcher, tracker)
+        found = result.get("return_reason")
         if not found:
-            return self.invalid(dispatcher, tracker, "return_reason", "utter_invalid_choice")
+            return result
         if not is_verified(tracker):
             return {"return_reason": None}
         order = self.order(tracker, dispatcher)
@@ -367,14 +570,12 @@ class ValidateReturnForm(IntakeValidation):
                                      until=_fmt(e.until, lang),
                                      days=get_settings().return_days)
             return {"return_reason": found, "case_blocked": f"ineligible:{e.reason}"}
-        return {"return_reason": found, "invalid_attempts": 0}
+        return result
 
     def validate_return_type(self, value, dispatcher, tracker, domain):
-        found = value if value in ("return", "exchange") else \
-            parsing.return_type(str(value or ""))
-        if not found:
-            return self.invalid(dispatcher, tracker, "return_type", "utter_invalid_choice")
-        result = {"return_type": found, "invalid_attempts": 0}
+        result = self.choose("return_type", options_for("return_type"), value, dispatcher,
+                             tracker)
+        found = result.get("return_type")
         if found == "return":
             result["exchange_for"] = None  # changed from exchange back to return
         return result
@@ -386,10 +587,12 @@ class ValidateReturnForm(IntakeValidation):
         return {"exchange_for": text, "invalid_attempts": 0}
 
     def validate_return_confirm(self, value, dispatcher, tracker, domain):
-        return confirm_or_correct("return_confirm", value, tracker)
+        return self.confirm_or_correct("return_confirm", RETURN_SLOTS[:-1], value, dispatcher,
+                                       tracker)
 
     def validate_correct_field(self, value, dispatcher, tracker, domain):
-        return correct_field("return_confirm", RETURN_SLOTS[:-1], value)
+        return self.pick_field("return_confirm", RETURN_SLOTS[:-1], value, dispatcher,
+                               tracker)
 
 
 def without_correct_field(slots: list[str], confirmed: Any) -> list[str]:
@@ -397,28 +600,21 @@ def without_correct_field(slots: list[str], confirmed: Any) -> list[str]:
     return slots if confirmed is False else [s for s in slots if s != "correct_field"]
 
 
-def confirm_or_correct(slot: str, value: Any, tracker: Tracker) -> dict[str, Any]:
-    """At the summary: yes → submit; a new value typed for another field ("no, the order is
-    PED-000124") → show the summary again; a plain no → ask which field to change."""
-    others = set(tracker.slots_to_validate()) - {slot, "requested_slot"}
-    if others:
-        return {slot: None}
-    if value is True:
-        return {slot: True}
-    return {slot: False}
-
-
-def correct_field(confirm_slot: str, fields: list[str], value: Any) -> dict[str, Any]:
-    field_name = str(value or "")
-    if field_name == "order_number":
-        return {"order_number": None, "verified_order": None, "order_line": None,
-                "correct_field": None, confirm_slot: None}
-    if field_name in fields:
-        return {field_name: None, "correct_field": None, confirm_slot: None}
-    return {"correct_field": None}
-
-
 # --- questions with buttons built from the data --------------------------------------------
+
+def narrowed_question(dispatcher: CollectingDispatcher, tracker: Tracker, slot: str,
+                      titles: dict[str, str]) -> bool:
+    """"¿Te refieres a A o a B?" when the last answer fitted two options equally."""
+    pending = str(tracker.get_slot("choice_candidates") or "").split("|")
+    if pending[0] != slot or len(pending) < 3 or not all(v in titles for v in pending[1:3]):
+        return False
+    first, second = pending[1], pending[2]
+    dispatcher.utter_message(
+        response="utter_choice_narrow", first=titles[first], second=titles[second],
+        buttons=[{"title": titles[v], "payload": f'/inform{{"{slot}": "{v}"}}'}
+                 for v in (first, second)])
+    return True
+
 
 class ActionAskOrderLine(Action):
     def name(self) -> str:
@@ -426,9 +622,13 @@ class ActionAskOrderLine(Action):
 
     def run(self, dispatcher, tracker, domain):
         order = find_order_quietly(tracker.get_slot("order_number"))
+        lines = order.lines if order else []
+        if narrowed_question(dispatcher, tracker, "order_line",
+                             {str(x.line_id): x.product for x in lines}):
+            return []
         buttons = [{"title": line.product,
                     "payload": f'/inform{{"order_line": "{line.line_id}"}}'}
-                   for line in (order.lines if order else [])]
+                   for line in lines]
         dispatcher.utter_message(response="utter_ask_order_line", buttons=buttons)
         return []
 
@@ -440,8 +640,11 @@ def _choice_question(kind: str, response: str, entity: str):
 
         def run(self, dispatcher, tracker, domain):
             lang = language_of(tracker)
+            titles = dict(options(kind, lang))
+            if narrowed_question(dispatcher, tracker, entity, titles):
+                return []
             buttons = [{"title": title, "payload": f'/inform{{"{entity}": "{value}"}}'}
-                       for value, title in options(kind, lang)]
+                       for value, title in titles.items()]
             dispatcher.utter_message(response=response, buttons=buttons)
             return []
 
@@ -668,8 +871,10 @@ class ActionCancelForm(Action):
     def run(self, dispatcher, tracker, domain):
         record_outcome(tracker, "form_cancelled")
         intent = (tracker.latest_message or {}).get("intent", {}).get("name")
-        if intent not in HANDOFF_INTENTS:
-            dispatcher.utter_message(response="utter_form_cancelled")
+        if intent in HANDOFF_INTENTS:
+            # a person takes over: keep the answers for the summary (action_handoff clears them)
+            return [ActiveLoop(None), SlotSet("requested_slot", None)]
+        dispatcher.utter_message(response="utter_form_cancelled")
         return [ActiveLoop(None), SlotSet("requested_slot", None), *reset_flow_events()]
 
 

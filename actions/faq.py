@@ -61,6 +61,18 @@ def respond(dispatcher: CollectingDispatcher, result: SearchResult, lang: str,
     return [SlotSet("faq_id", None)]
 
 
+def answer_in_form(dispatcher: CollectingDispatcher, tracker: Tracker, text: str,
+                   suggest: bool = False) -> bool:
+    """A question in the middle of a form ("¿y cuánto tarda?"): answered when the KB knows
+    the answer (the form then asks its question again). False when it does not."""
+    lang = language_of(tracker)
+    result = knowledge_base().search(text, lang)
+    if result.decision == "answer" or (suggest and result.decision == "suggest"):
+        send_answer(dispatcher, result.candidates[0].faq_id, lang, in_form=True)
+        return True
+    return False
+
+
 class ActionAnswerFaq(Action):
     def name(self) -> str:
         return "action_answer_faq"

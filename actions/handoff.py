@@ -26,6 +26,7 @@ from actions.base import (
     message_metadata,
     record_outcome,
 )
+from actions.cases_intake import reset_flow_events
 from actions.survey import SURVEY_SLOTS
 from bot.db.models import Customer
 from bot.services import cases
@@ -157,8 +158,10 @@ class ActionHandoff(Action):
         customer_message = next((str(e.get("text"))[:MAX_TEXT] for e in reversed(events)
                                  if e.get("event") == "user" and e.get("text")), None)
         # the survey is over once a person takes over (its answers go in the summary first)
+        # the summary carries the form's answers; the next request starts from a clean form
         done = [SlotSet("handoff_reason", None),
-                *[SlotSet(s, None) for s in SURVEY_SLOTS if tracker.get_slot(s) is not None]]
+                *[SlotSet(s, None) for s in SURVEY_SLOTS if tracker.get_slot(s) is not None],
+                *[e for e in reset_flow_events() if tracker.get_slot(e["name"]) is not None]]
         try:
             with db_session() as session:
                 customer = session.get(Customer, customer_key) if customer_key else None

@@ -1,18 +1,19 @@
-"""FAQ retrieval on the held-out development set, side by side with Rasa's ResponseSelector.
+"""FAQ retrieval: honest numbers on a frozen held-out set, thresholds fitted by cross-validation.
 
-    make bench-faq                 # evaluate (our hybrid search + ResponseSelector baseline)
-    python -m bench.faq_eval --calibrate   # re-fit fusion weights/thresholds, write calibration
+    make bench-faq                          # evaluate (ours + Rasa's ResponseSelector baseline)
+    python -m bench.faq_eval --calibrate    # k-fold fit on the dev rows, write calibration.json
 
-The dev set (bench/faq_dev.yml) is written independently of the knowledge base. It is split
-deterministically in two halves by a hash of each question: weights and thresholds are fitted
-on the *calibration* half only, and the *held-out* half gives the honest numbers.
+Rows come from ``bench/sets.py``: the team's first dev set (tuned on) plus the dev half of the
+persona-written sets are **dev**; the other half of the persona sets is **heldout**, never
+used to fit anything. ``--calibrate`` runs k-fold cross-validation over the dev rows (fit on
+k-1 folds, score the left-out fold) and reports the in-fold and out-of-fold figures, then fits
+the final configuration on all dev rows. The README reports the held-out figures.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import itertools
 import json
 import shutil
@@ -25,24 +26,14 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from bench.sets import faq_rows, fold_of
 from bot.core.config import ROOT
 from bot.services.kb.embeddings import Embedder
 from bot.services.kb.loader import load_directory, load_unanswerable
 from bot.services.kb.search import CALIBRATION_FILE, FaqSearcher, SearchConfig, decide, fuse
 
-DEV = ROOT / "bench" / "faq_dev.yml"
 RESULTS = ROOT / "bench" / "results"
-
-
-def load_dev() -> list[dict]:
-    data = yaml.safe_load(DEV.read_text())
-    out = []
-    for lang in ("es", "en"):
-        for item in data[lang]:
-            digest = int(hashlib.sha1(item["q"].encode()).hexdigest(), 16)
-            half = "calib" if digest % 2 else "holdout"
-            out.append({"q": item["q"], "gold": item["faq_id"], "lang": lang, "half": half})
-    return out
+FOLDS = 5
 
 
 def metrics(rows: list[dict]) -> dict:
@@ -56,14 +47,12 @@ def metrics(rows: list[dict]) -> dict:
             "no_answer_rejection": round(rej, 3), "false_rejection": round(fr, 3)}
 
 
-def _features(searcher: FaqSearcher, dev: list[dict]) -> list[dict]:
+def _features(searcher: FaqSearcher, rows: list[dict]) -> list[dict]:
     feats = []
-    for d in dev:
-        index = searcher.indexes[d["lang"]]
-        qvec = searcher.embedder.embed_uncached(d["q"])
-        sem, ans, lex = index.scores(qvec, d["q"])
-        feats.append({**d, "sem": sem, "ans": ans, "lex": lex, "ids": index.ids,
-                      "neg": index.negative_similarity(qvec)})
+    for d in rows:
+        sem, ans, lex, neg = searcher.signals(d["q"], d["lang"])
+        feats.append({**d, "sem": sem, "ans": ans, "lex": lex,
+                      "ids": searcher.indexes[d["lang"]].ids, "neg": neg})
     return feats
 
 
@@ -77,27 +66,69 @@ def _decide(f: dict, c: SearchConfig, direct: bool = False) -> str | None:
     return f["ids"][order[0]]
 
 
+def _objective(m: dict) -> tuple:
+    """Targets first (≤ 5 % answerable refused, ≥ 85 % unanswerable refused), then
+    top-1 + rejection."""
+    ok = m["false_rejection"] <= 0.05 and m["no_answer_rejection"] >= 0.85
+    return (ok, round(m["top1"] + m["no_answer_rejection"], 3))
+
+
 def calibrate(feats: list[dict]) -> SearchConfig:
-    """Grid search on the calibration half (both languages together: fitting each language
-    alone over-fits the smaller halves and did worse on the held-out questions)."""
-    calib = [f for f in feats if f["half"] == "calib"]
-    best, best_key = SearchConfig(), (-1.0,)
-    grid = itertools.product((0.0, 0.15, 0.25, 0.35), (0.0, 0.3), (2.0, 4.0),
-                             (-0.02, 0.0, 0.02, 1.0), (0.0, 0.03, 0.06))
-    for bw, aw, k, nm, gap in grid:
-        for st in np.arange(0.84, 1.12, 0.01):
-            cfg = SearchConfig(bm25_weight=bw, answer_weight=aw, bm25_k=k,
-                               suggest_threshold=round(float(st), 3),
-                               answer_threshold=round(float(st) + gap, 3),
-                               answer_margin=0.02, negative_margin=nm)
-            m = metrics([{"gold": f["gold"], "pred": _decide(f, cfg)} for f in calib])
-            direct = metrics([{"gold": f["gold"], "pred": _decide(f, cfg, True)} for f in calib])
-            ok = m["false_rejection"] <= 0.05
-            # top-1 and rejection first; then prefer answering directly over suggesting
-            key = (ok, round(m["top1"] + m["no_answer_rejection"], 3), direct["top1"])
-            if key > best_key:
-                best, best_key = cfg, key
+    """Grid search (vectorised over thresholds) on the given rows, both languages together."""
+    if not feats:
+        return SearchConfig()
+    gold = np.array([f["gold"] or "" for f in feats], dtype=object)
+    answerable = gold != ""
+    best, best_key = SearchConfig(), (False, -1.0, -1.0)
+    for bw, aw, k in itertools.product((0.0, 0.15, 0.25, 0.35), (0.0, 0.3), (2.0, 4.0)):
+        probe = SearchConfig(bm25_weight=bw, answer_weight=aw, bm25_k=k)
+        tops, margins, top_sem, top_id = [], [], [], []
+        for f in feats:
+            total, _ = fuse(probe, f["sem"], f["ans"], f["lex"])
+            order = np.argsort(-total)
+            tops.append(total[order[0]])
+            margins.append(total[order[0]] - total[order[1]] if len(order) > 1 else 1.0)
+            top_sem.append(f["sem"][order[0]])
+            top_id.append(f["ids"][order[0]])
+        tops, margins, top_sem = np.array(tops), np.array(margins), np.array(top_sem)
+        right = np.array(top_id, dtype=object) == gold
+        neg = np.array([f["neg"] for f in feats])
+        for nm in (-0.02, 0.0, 0.02, 1.0):
+            negative = (neg - top_sem) >= nm
+            for st in np.arange(0.80, 1.12, 0.005):
+                shown = (tops >= st) & ~negative
+                n_ans = max(1, answerable.sum())
+                n_una = max(1, (~answerable).sum())
+                top1 = (shown & right & answerable).sum() / n_ans
+                fr = (~shown & answerable).sum() / n_ans
+                rej = (~shown & ~answerable).sum() / n_una
+                m = {"top1": top1, "false_rejection": fr, "no_answer_rejection": rej}
+                for gap in (0.0, 0.03, 0.06):
+                    direct = ((tops >= st + gap) & (margins >= 0.02) & ~negative & right
+                              & answerable).sum() / n_ans
+                    key = (*_objective(m), round(float(direct), 3))
+                    if key > best_key:
+                        best_key = key
+                        best = SearchConfig(bm25_weight=bw, answer_weight=aw, bm25_k=k,
+                                            suggest_threshold=round(float(st), 3),
+                                            answer_threshold=round(float(st) + gap, 3),
+                                            answer_margin=0.02, negative_margin=nm)
     return best
+
+
+def cross_validate(feats: list[dict]) -> dict:
+    """k-fold over the dev rows: in-fold (fitted on) and out-of-fold (not) figures."""
+    dev = [f for f in feats if f["split"] == "dev"]
+    inside, outside = [], []
+    for k in range(FOLDS):
+        train = [f for f in dev if fold_of(f["q"], FOLDS) != k]
+        test = [f for f in dev if fold_of(f["q"], FOLDS) == k]
+        cfg = calibrate(train)
+        inside += [{**f, "pred": _decide(f, cfg)} for f in train]
+        outside += [{**f, "pred": _decide(f, cfg)} for f in test]
+    return {f"{name}/{lang}": metrics([r for r in rows if r["lang"] == lang])
+            for name, rows in (("in_fold", inside), ("out_of_fold", outside))
+            for lang in ("es", "en")}
 
 
 async def _rasa_baseline(entries: list[dict], dev: list[dict]) -> dict:
@@ -150,7 +181,7 @@ async def _rasa_baseline(entries: list[dict], dev: list[dict]) -> dict:
         preds.append({**d, "id": key.split("/", 1)[1] if "/" in key else None,
                       "conf": float(sel.get("confidence") or 0.0)})
     shutil.rmtree(work, ignore_errors=True)
-    calib = [p for p in preds if p["half"] == "calib"]
+    calib = [p for p in preds if p["split"] == "dev"]
     best_t, best = 0.0, -1.0
     for t in np.arange(0.0, 1.0, 0.01):
         m = metrics([{"gold": p["gold"], "pred": p["id"] if p["conf"] >= t else None}
@@ -165,10 +196,11 @@ async def _rasa_baseline(entries: list[dict], dev: list[dict]) -> dict:
 
 def _table(rows: list[dict]) -> dict:
     out = {}
-    for half in ("holdout", "all"):
+    for name, keep in (("heldout", lambda r: r["split"] == "heldout"),
+                       ("dev-persona", lambda r: r["split"] == "dev" and r["source"] == "persona"),
+                       ("dev-team", lambda r: r["source"] == "team")):
         for lang in ("es", "en"):
-            sel = [r for r in rows if r["lang"] == lang and (half == "all" or r["half"] == half)]
-            out[f"{half}/{lang}"] = metrics(sel)
+            out[f"{name}/{lang}"] = metrics([r for r in rows if r["lang"] == lang and keep(r)])
     return out
 
 
@@ -176,18 +208,24 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calibrate", action="store_true")
     parser.add_argument("--no-rasa", action="store_true", help="skip the ResponseSelector run")
+    parser.add_argument("--limit", type=int, default=0, help="first N rows only (smoke run)")
     args = parser.parse_args()
     entries = load_directory(ROOT / "knowledge_base")
-    dev = load_dev()
+    rows = faq_rows()
+    if args.limit:
+        rows = rows[:args.limit // 2] + rows[-(args.limit - args.limit // 2):]
     embedder = Embedder()
     started = time.monotonic()
     searcher = FaqSearcher(entries, embedder,
                            negatives=load_unanswerable(ROOT / "knowledge_base"))
     build_seconds = time.monotonic() - started
     embedder.save()
-    feats = _features(searcher, dev)
+    feats = _features(searcher, rows)
+    report: dict = {"sets": "bench/faq_dev.yml + bench/eval/faq_{es,en}.yml (bench/sets.py)",
+                    "entries": len(entries)}
     if args.calibrate:
-        joint = calibrate(feats)
+        report["cross_validation"] = cross_validate(feats)
+        joint = calibrate([f for f in feats if f["split"] == "dev"])
         configs = {"es": joint, "en": joint}
     else:
         configs = searcher.configs
@@ -195,33 +233,39 @@ def main() -> None:
     ours = [{**f, "pred": _decide(f, configs[f["lang"]])} for f in feats]
     direct = [{**f, "pred": _decide(f, configs[f["lang"]], direct=True)} for f in feats]
     per_query_ms = 1000 * (time.monotonic() - t0) / max(1, len(feats))
-    report = {"dev_set": str(DEV.relative_to(ROOT)), "entries": len(entries),
-              "ours": {"config": {k: c.__dict__ for k, c in configs.items()},
-                       "index_build_seconds": round(build_seconds, 2),
-                       "metrics": _table(ours), "direct_answers_only": _table(direct)}}
+    report["ours"] = {"config": {k: c.__dict__ for k, c in configs.items()},
+                      "index_build_seconds": round(build_seconds, 2),
+                      "metrics": _table(ours), "direct_answers_only": _table(direct)}
+    report["errors_dev"] = [{"q": r["q"], "gold": r["gold"], "pred": r["pred"]}
+                            for r in ours if r["split"] == "dev" and r["pred"] != r["gold"]]
     if args.calibrate:
         CALIBRATION_FILE.write_text(json.dumps(
             {"config": configs["es"].__dict__,
-             "fitted_on": "bench/faq_dev.yml (calibration half)",
+             "fitted_on": "dev rows of bench/sets.py (team dev set + persona dev half)",
+             "cross_validation": report["cross_validation"],
              "metrics": report["ours"]["metrics"]}, indent=2) + "\n")
         print(f"calibration written to {CALIBRATION_FILE.relative_to(ROOT)}")
+        for split, m in report["cross_validation"].items():
+            print(f"  CV {split:16} top1 {m['top1']:.3f} reject {m['no_answer_rejection']:.3f}"
+                  f" false-rej {m['false_rejection']:.3f}")
     if not args.no_rasa:
-        rs = asyncio.run(_rasa_baseline(entries, dev))
+        rs = asyncio.run(_rasa_baseline(entries, rows))
         report["rasa_response_selector"] = {"retrain_seconds": rs["train_seconds"],
                                             "threshold": rs["threshold"],
                                             "metrics": _table(rs["rows"])}
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"faq-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps(report, indent=2))
-    print(f"{'system':22} {'split':12} {'top1':>6} {'reject':>7} {'false-rej':>9}")
+    print(f"{'system':22} {'split':16} {'n':>4} {'top1':>6} {'reject':>7} {'false-rej':>9}")
     systems = [("hybrid (ours)", report["ours"]["metrics"]),
                ("  direct answers only", report["ours"]["direct_answers_only"])]
     if "rasa_response_selector" in report:
         systems.append(("Rasa ResponseSelector", report["rasa_response_selector"]["metrics"]))
     for name, table in systems:
         for split, m in table.items():
-            print(f"{name:22} {split:12} {m['top1']:>6.3f} {m['no_answer_rejection']:>7.3f} "
-                  f"{m['false_rejection']:>9.3f}")
+            n = m["answerable"] + m["unanswerable"]
+            print(f"{name:22} {split:16} {n:>4} {m['top1']:>6.3f} "
+                  f"{m['no_answer_rejection']:>7.3f} {m['false_rejection']:>9.3f}")
     print(f"index build {build_seconds:.1f}s (embedding cache warm after the first run); "
           f"decision {per_query_ms:.2f} ms/query after embedding")
     if "rasa_response_selector" in report:

@@ -3,7 +3,16 @@
 `make bench` starts the real stack on free ports with a throw-away database, then sends the
 same customer messages (a) through the hub's `POST /api/messages` and (b) straight to Rasa's
 REST webhook, serially and with 20 concurrent customers. Writes
-bench/results/turns-<timestamp>.json and prints the hub/Rasa ratios.
+bench/results/turns-<timestamp>.json and prints the hub/Rasa ratios (p50 and p95 latency,
+throughput) and the memory of each process.
+
+The message mix is hand-off-free (a conversation handed to a person gets no bot reply, which
+would measure nothing) and includes FAQ questions (knowledge-base search on the action
+server). Each simulated customer starts a fresh conversation after one pass over the mix,
+and again if the bot ever goes silent (e.g. it escalated after misunderstanding twice):
+such empty replies are counted in the report, not fatal.
+
+Sizes via env: BENCH_SERIAL_TURNS (60), BENCH_CONCURRENCY (20), BENCH_TURNS_PER_CUSTOMER (10).
 """
 
 from __future__ import annotations
@@ -11,147 +20,152 @@ from __future__ import annotations
 import concurrent.futures as cf
 import json
 import os
-import secrets
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
-from pathlib import Path
 
 import httpx
 
-from bot.core.config import ROOT, Settings
-from bot.stack import Stack, free_port
+from bench.stack_fixture import bench_stack, memory_report, result_path
+from bot.core.config import ROOT
 
-RESULTS = ROOT / "bench" / "results"
 MESSAGES = [
-    "hola", "¿eres un robot?", "muchas gracias", "hello there", "are you a bot?",
-    "quiero hablar con una persona", "thanks a lot", "adiós", "what can you do?", "bye",
+    "hola", "¿eres un robot?", "¿cuánto tardáis en devolverme el dinero de una devolución?",
+    "muchas gracias", "hello there", "are you a bot?",
+    "how long is the warranty on a washing machine?", "thanks a lot", "what can you do?",
+    "¿qué puedes hacer?",
 ]
 SERIAL_TURNS = int(os.environ.get("BENCH_SERIAL_TURNS", "60"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "20"))
 TURNS_PER_CUSTOMER = int(os.environ.get("BENCH_TURNS_PER_CUSTOMER", "10"))
 
 
-def _hub_turn(client: httpx.Client, url: str, sender: str, text: str) -> None:
+def _sender() -> str:
+    return f"bench-{uuid.uuid4().hex}"
+
+
+def _hub_turn(client: httpx.Client, url: str, sender: str, text: str) -> bool:
+    """One turn through the hub; True when the bot answered something."""
     r = client.post(f"{url}/api/messages", json={"sender": sender, "text": text})
     r.raise_for_status()
-    assert r.json()["messages"], "empty reply"
+    return bool(r.json()["messages"])
 
 
-def _rasa_turn(client: httpx.Client, url: str, sender: str, text: str) -> None:
+def _rasa_turn(client: httpx.Client, url: str, sender: str, text: str) -> bool:
     r = client.post(f"{url}/webhooks/rest/webhook", json={"sender": sender, "message": text})
     r.raise_for_status()
-    assert r.json(), "empty reply"
+    return bool(r.json())
 
 
-def _stats(samples: list[float], wall: float) -> dict:
+class _Customer:
+    """Walks the message mix; a fresh conversation per pass and after a silent reply."""
+
+    def __init__(self, fn, url: str, timeout: float):
+        self.fn, self.url = fn, url
+        self.client = httpx.Client(timeout=timeout)
+        self.sender, self.i, self.empty = _sender(), 0, 0
+
+    def turn(self) -> float:
+        if self.i and self.i % len(MESSAGES) == 0:
+            self.sender = _sender()
+        text = MESSAGES[self.i % len(MESSAGES)]
+        self.i += 1
+        t = time.perf_counter()
+        answered = self.fn(self.client, self.url, self.sender, text)
+        elapsed = time.perf_counter() - t
+        if not answered:
+            self.empty += 1
+            self.sender = _sender()
+        return elapsed
+
+
+def _pct(s: list[float], q: float) -> float:
+    return s[min(len(s) - 1, round(q * (len(s) - 1)))]
+
+
+def _stats(samples: list[float], wall: float, empty: int) -> dict:
     s = sorted(samples)
     return {
         "turns": len(s),
         "p50_ms": round(1000 * statistics.median(s), 1),
-        "p95_ms": round(1000 * s[int(0.95 * (len(s) - 1))], 1),
+        "p95_ms": round(1000 * _pct(s, 0.95), 1),
         "mean_ms": round(1000 * statistics.fmean(s), 1),
         "throughput_per_s": round(len(s) / wall, 1),
+        "empty_replies": empty,
     }
 
 
 def _serial(fn, url: str) -> dict:
-    client = httpx.Client(timeout=30)
-    sender = f"bench-{uuid.uuid4().hex}"
-    samples = []
+    customer = _Customer(fn, url, timeout=30)
     started = time.perf_counter()
-    for i in range(SERIAL_TURNS):
-        t = time.perf_counter()
-        fn(client, url, sender, MESSAGES[i % len(MESSAGES)])
-        samples.append(time.perf_counter() - t)
-    return _stats(samples, time.perf_counter() - started)
+    samples = [customer.turn() for _ in range(SERIAL_TURNS)]
+    return _stats(samples, time.perf_counter() - started, customer.empty)
 
 
 def _concurrent(fn, url: str) -> dict:
-    def customer(_: int) -> list[float]:
-        client = httpx.Client(timeout=60)
-        sender = f"bench-{uuid.uuid4().hex}"
-        out = []
-        for i in range(TURNS_PER_CUSTOMER):
-            t = time.perf_counter()
-            fn(client, url, sender, MESSAGES[i % len(MESSAGES)])
-            out.append(time.perf_counter() - t)
-        return out
+    def run(_: int) -> tuple[list[float], int]:
+        customer = _Customer(fn, url, timeout=60)
+        return [customer.turn() for _ in range(TURNS_PER_CUSTOMER)], customer.empty
 
     started = time.perf_counter()
     with cf.ThreadPoolExecutor(CONCURRENCY) as pool:
-        samples = [x for chunk in pool.map(customer, range(CONCURRENCY)) for x in chunk]
-    return _stats(samples, time.perf_counter() - started)
+        chunks = list(pool.map(run, range(CONCURRENCY)))
+    samples = [x for chunk, _ in chunks for x in chunk]
+    return _stats(samples, time.perf_counter() - started, sum(e for _, e in chunks))
 
 
-def _rss_mb(pid: int) -> float:
-    """Resident memory of a process and its children (process group), in MB."""
-    total = 0
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            if os.getpgid(int(proc.name)) != pid:
-                continue
-            for line in (proc / "status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except (OSError, ProcessLookupError):
-            continue
-    return round(total / 1024, 1)
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 2) if b else None
 
 
 def main() -> None:
-    work = Path(tempfile.mkdtemp(prefix="postventa-bench-"))
-    settings = Settings(database_url=f"sqlite:///{work / 'bench.db'}",
-                        rasa_token=secrets.token_urlsafe(16), hub_port=free_port(),
-                        rasa_tracker_url=f"sqlite:///{work / 'tracker.db'}")
-    env = {**os.environ, "DATABASE_URL": settings.database_url, "ENV_FILE": os.devnull}
-    subprocess.run([sys.executable, "-m", "bot", "setup"], cwd=ROOT, env=env, check=True,
-                   capture_output=True)
-    stack = Stack(settings, rasa_port=free_port(), action_port=free_port(),
-                  log_dir=work / "logs", extra_env={"ENV_FILE": os.devnull})
-    stack.start()
-    try:
-        stack.wait_healthy(timeout=240)
+    with bench_stack() as bs:
         warm = httpx.Client(timeout=30)
-        for text in MESSAGES:  # warm both paths (model graph, DB connections)
-            _hub_turn(warm, stack.hub_url, "bench-warmup-hub-0001", text)
-            _rasa_turn(warm, stack.rasa_url, "bench-warmup-rasa-001", text)
+        for text in MESSAGES:  # warm both paths (model graph, KB index, DB connections)
+            _hub_turn(warm, bs.hub_url, "bench-warmup-hub-0001", text)
+            _rasa_turn(warm, bs.rasa_url, "bench-warmup-rasa-001", text)
+        memory_warm = memory_report(bs.stack)
         results = {
-            "serial": {"hub": _serial(_hub_turn, stack.hub_url),
-                       "rasa": _serial(_rasa_turn, stack.rasa_url)},
-            f"concurrent_{CONCURRENCY}": {"hub": _concurrent(_hub_turn, stack.hub_url),
-                                          "rasa": _concurrent(_rasa_turn, stack.rasa_url)},
+            "serial": {"hub": _serial(_hub_turn, bs.hub_url),
+                       "rasa": _serial(_rasa_turn, bs.rasa_url)},
+            f"concurrent_{CONCURRENCY}": {"hub": _concurrent(_hub_turn, bs.hub_url),
+                                          "rasa": _concurrent(_rasa_turn, bs.rasa_url)},
         }
-        memory = {name: _rss_mb(p.pid) for name, p in stack.procs.items()}
-    finally:
-        stack.stop()
+        memory = memory_report(bs.stack)
+    for name, m in memory.items():
+        m["rss_after_warmup_mb"] = memory_warm.get(name, {}).get("rss_mb")
     ratios = {
         mode: {
-            "p50_latency_hub_over_rasa": round(r["hub"]["p50_ms"] / r["rasa"]["p50_ms"], 2),
-            "throughput_hub_over_rasa": round(
-                r["hub"]["throughput_per_s"] / r["rasa"]["throughput_per_s"], 2),
+            "p50_latency_hub_over_rasa": _ratio(r["hub"]["p50_ms"], r["rasa"]["p50_ms"]),
+            "p95_latency_hub_over_rasa": _ratio(r["hub"]["p95_ms"], r["rasa"]["p95_ms"]),
+            "throughput_hub_over_rasa": _ratio(r["hub"]["throughput_per_s"],
+                                               r["rasa"]["throughput_per_s"]),
         }
         for mode, r in results.items()
     }
     report = {"timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"), "cpus": os.cpu_count(),
-              "results": results, "ratios": ratios, "rss_mb": memory}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"turns-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps(report, indent=2))
+              "messages": MESSAGES,
+              "sizes": {"serial_turns": SERIAL_TURNS, "concurrency": CONCURRENCY,
+                        "turns_per_customer": TURNS_PER_CUSTOMER},
+              "results": results, "ratios": ratios, "memory": memory,
+              "rss_mb": {name: m["rss_mb"] for name, m in memory.items()}}
+    out = result_path("turns")
+    out.write_text(json.dumps(report, indent=2, ensure_ascii=False))
     for mode, r in results.items():
         print(f"{mode}:")
         for who in ("hub", "rasa"):
             x = r[who]
             print(f"  {who:5} p50 {x['p50_ms']:7.1f} ms  p95 {x['p95_ms']:7.1f} ms  "
-                  f"{x['throughput_per_s']:6.1f} turns/s")
-        print(f"  ratio hub/rasa: p50 latency x{ratios[mode]['p50_latency_hub_over_rasa']}, "
-              f"throughput x{ratios[mode]['throughput_hub_over_rasa']}")
-    print(f"memory (RSS MB): {memory}")
+                  f"{x['throughput_per_s']:6.1f} turns/s  ({x['turns']} turns, "
+                  f"{x['empty_replies']} empty replies)")
+        rt = ratios[mode]
+        print(f"  ratio hub/rasa: p50 latency x{rt['p50_latency_hub_over_rasa']}, "
+              f"p95 latency x{rt['p95_latency_hub_over_rasa']}, "
+              f"throughput x{rt['throughput_hub_over_rasa']}")
+    print("memory (MB):")
+    for name, m in memory.items():
+        print(f"  {name:8} RSS {m['rss_mb']:7.1f} (after warm-up {m['rss_after_warmup_mb']}, "
+              f"peak {m['peak_rss_mb']:.1f})")
     print(f"written {out.relative_to(ROOT)}")
 
 

@@ -63,12 +63,15 @@ def train(force: bool = False, root: Path = ROOT) -> bool:
         return False
     print("training the Rasa model (NLU + dialogue); this takes a few minutes…", flush=True)
     started = time.monotonic()
+    # The inputs as they were when training started: an edit made during the training must
+    # make the next run train again, not be stamped as included.
+    inputs = fingerprint(root)
     rasa = Path(sys.executable).with_name("rasa")
     cmd = [
         str(rasa), "train", "--data", "data", "--config", "config.yml", "--domain", "domain.yml",
         "--out", "models", "--fixed-model-name", MODEL_NAME,
     ]
     subprocess.run(cmd, cwd=root, env=rasa_env(), check=True)
-    _stamp(root).write_text(fingerprint(root) + "\n")
+    _stamp(root).write_text(inputs + "\n")
     print(f"model trained in {time.monotonic() - started:.0f}s: {model_path(root)}", flush=True)
     return True

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import replace
 from datetime import timedelta
 
 import httpx
@@ -308,6 +309,8 @@ def test_secure_cookie_over_https(settings):
     from bot.hub.app import create_app
 
     username = make_staff(settings.database_url)
+    # a name (not an IP address or localhost) must be a configured public origin
+    settings = replace(settings, public_origins="https://console.example")
     with TestClient(create_app(settings), base_url="https://console.example") as client:
         resp = client.post("/console/login", json={"username": username, "password": PASSWORD},
                            headers={"Origin": "https://console.example"})

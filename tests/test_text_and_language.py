@@ -123,13 +123,17 @@ def test_button_payloads_do_not_switch_language(stack):
     assert language.detect(text).language == "es", text
 
 
-def test_rasa_token_starting_with_a_dash_is_passed_safely():
+def test_rasa_token_is_not_on_the_command_line():
+    """`ps` shows every process's arguments: the token goes through the environment (and
+    bot.rasa_entry passes it on in the "=" form, safe for a token starting with "-")."""
     from bot.core.config import Settings
     from bot.stack import Stack
 
     stack = Stack(Settings(rasa_token="-abc123"), rasa_port=1, action_port=2)
-    cmd = stack.commands()["rasa"]
-    assert "--auth-token=-abc123" in cmd and "-abc123" not in cmd
+    for cmd in stack.commands().values():
+        assert not any("abc123" in arg or "auth-token" in arg for arg in cmd)
+    assert stack.env("rasa")["RASA_TOKEN"] == "-abc123"
+    assert "RASA_TOKEN" not in stack.env("actions")
 
 
 def test_turn_locks_serialise_a_sender_and_are_pruned():

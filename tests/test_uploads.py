@@ -24,7 +24,8 @@ def test_sniff_by_content():
 
 @pytest.mark.parametrize("data, status", [
     (b"", 422), (b"%PDF-1.7", 415), (b"<html></html>", 415), (PNG + b"\0" * 2000, 413),
-], ids=["empty", "pdf", "html", "too-big"])
+    (JPEG[:4] + b"<html><script>alert(1)</script></html>", 415), (PNG[:33], 415),
+], ids=["empty", "pdf", "html", "too-big", "jpeg-header-then-html", "truncated-png"])
 def test_rejections(session, tmp_path, data, status):
     target = tmp_path / "uploads"
     with pytest.raises(UploadRejected) as exc:

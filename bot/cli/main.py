@@ -261,7 +261,18 @@ def _hours(d: dict) -> str:
 def cmd_users_add(args: argparse.Namespace, settings: Settings) -> int:
     from bot.services.users import UserError, add_user
 
-    password = os.environ.get("NEW_USER_PASSWORD") or getpass.getpass("Password: ")
+    password = os.environ.get("NEW_USER_PASSWORD")
+    if not password:
+        if not sys.stdin.isatty():
+            print("error: no terminal to ask for the password: set NEW_USER_PASSWORD in the "
+                  "environment (e.g. NEW_USER_PASSWORD=… python -m bot users add …)",
+                  file=sys.stderr)
+            return 2
+        try:
+            password = getpass.getpass("Password: ")
+        except (EOFError, KeyboardInterrupt):
+            print("\nerror: no password given", file=sys.stderr)
+            return 2
     try:
         with session_scope(settings.database_url) as session:
             team = args.team.strip().lower()
@@ -284,11 +295,18 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    """Start Rasa, actions and hub; stop all three on Ctrl-C or SIGTERM."""
+    """Start Rasa, actions and hub; restart any that dies; stop all three on Ctrl-C or
+    SIGTERM (and they die with this process even when it is killed outright)."""
+    from pathlib import Path
+
+    from bot.core.config import ROOT, VAR_DIR
     from bot.stack import Stack
 
+    log_dir = Path(settings.log_dir) if settings.log_dir else VAR_DIR / "log"
+    if not log_dir.is_absolute():
+        log_dir = ROOT / log_dir
     stack = Stack(settings, rasa_port=int(_env("RASA_PORT", "5005")),
-                  action_port=int(_env("ACTION_PORT", "5055")))
+                  action_port=int(_env("ACTION_PORT", "5055")), log_dir=log_dir)
     stopping = False
 
     def _stop(signum, _frame):
@@ -297,7 +315,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
-    print("starting Rasa server, action server and hub (logs in var/log/)…", flush=True)
+    print(f"starting Rasa server, action server and hub (logs in {log_dir}/)…", flush=True)
     try:
         stack.start()
         deadline = time.monotonic() + 240
@@ -321,10 +339,7 @@ Postventa assistant is running.
                -d '{{"sender": "demo-session-0001", "text": "hola"}}'
 Press Ctrl-C to stop all three processes.""", flush=True)
         while not stopping:
-            if stack.dead():
-                print(f"a process stopped unexpectedly: {stack.dead()} (see var/log/)",
-                      file=sys.stderr)
-                return 1
+            stack.supervise()  # a dead process is restarted with back-off (and reported)
             time.sleep(0.5)
     except (RuntimeError, TimeoutError) as exc:
         print(f"error: {exc}", file=sys.stderr)

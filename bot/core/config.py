@@ -58,6 +58,7 @@ class Settings:
     order_api_token: str = ""
     order_api_timeout: float = 3.0
     upload_max_bytes: int = 5_000_000  # photos customers attach to a claim
+    max_body_bytes: int = 1_000_000  # any other request body (JSON, forms, webhooks)
     survey_csat: bool = False  # also ask CSAT (1-5) in the closing survey
     secret_key: str = ""
     # Telegram (enabled only when a token is set). Webhook mode when TELEGRAM_WEBHOOK_URL is
@@ -70,6 +71,9 @@ class Settings:
     # Web widget: other sites allowed to embed it (comma-separated origins; empty = same
     # origin only) and how fast one customer may send (burst, then messages per second).
     widget_origins: str = ""
+    # Origins (scheme://host[:port]) at which people reach the hub by name, comma-separated:
+    # the console accepts logins only from these, IP addresses and localhost (DNS rebinding)
+    public_origins: str = ""
     # Human team (hand-off): weekly hours, holidays (YYYY-MM-DD, comma-separated), time zone.
     support_hours: str = "mon-fri 09:00-18:00"
     support_holidays: str = ""
@@ -77,6 +81,10 @@ class Settings:
     widget_rate_burst: int = 8
     widget_rate_per_second: float = 2.0
     log_level: str = "INFO"
+    log_dir: str = ""  # where `python -m bot run` writes the processes' logs (var/log)
+    # Rasa's token goes in a header (understood by `python -m bot.rasa_entry`); set this only
+    # for a Rasa you start yourself with plain `rasa run --auth-token`
+    rasa_token_in_query: bool = False
 
     @classmethod
     def from_env(cls) -> Settings:

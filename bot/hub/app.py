@@ -10,12 +10,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from bot.core.config import Settings, get_settings
+from bot.core.config import Settings, _env, get_settings
 from bot.db.session import session_factory
 from bot.hub import console
 from bot.hub.channels.telegram import TelegramChannel
 from bot.hub.channels.web import WebConnections
 from bot.hub.handoff import HandoffHub
+from bot.hub.middleware import BodyLimit, SecurityHeaders, protect_logs
 from bot.hub.rasa_client import RasaClient
 from bot.hub.routes import health, messages, telegram_webhook, uploads, widget, ws
 from bot.hub.turns import TurnService
@@ -25,10 +26,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    protect_logs(secrets_of(settings))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        rasa = RasaClient(settings.rasa_url, settings.rasa_token, settings.rasa_timeout)
+        rasa = RasaClient(settings.rasa_url, settings.rasa_token, settings.rasa_timeout,
+                          token_in_query=settings.rasa_token_in_query)
         app.state.settings = settings
         app.state.rasa = rasa
         app.state.sessions = session_factory(settings.database_url)
@@ -51,7 +54,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await app.state.telegram.stop()
             rasa.close()
 
-    app = FastAPI(title="Postventa hub", lifespan=lifespan, docs_url=None, redoc_url=None)
+    # no public API description: /docs, /redoc and /openapi.json do not exist
+    app = FastAPI(title="Postventa hub", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None)
     app.include_router(health.router)
     app.include_router(messages.router)
     app.include_router(uploads.router)
@@ -59,6 +64,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(widget.router)
     app.include_router(telegram_webhook.router)
     app.include_router(console.router)
+    # inside out: a body over the limit is refused before anything reads it; CORS for the
+    # sites embedding the widget (a 413 included); security headers on every answer
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes,
+                       per_path={"/api/uploads": settings.upload_max_bytes})
     if settings.widget_origins.strip():
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -66,4 +75,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         origins = [o.strip() for o in settings.widget_origins.split(",") if o.strip()]
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["POST"],
                            allow_headers=["Content-Type"])
+    app.add_middleware(SecurityHeaders)
     return app
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    """Values that must never appear in a log line."""
+    return [settings.rasa_token, settings.secret_key, settings.telegram_bot_token,
+            settings.telegram_webhook_secret, settings.order_api_token,
+            _env("ADMIN_PASSWORD", ""), _env("NEW_USER_PASSWORD", "")]

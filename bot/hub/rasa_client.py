@@ -1,4 +1,9 @@
-"""HTTP client for the Rasa server: REST channel for turns, HTTP API (token) for trackers."""
+"""HTTP client for the Rasa server: REST channel for turns, HTTP API (token) for trackers.
+
+The token travels in the ``X-Rasa-Token`` header (``bot.rasa_entry`` teaches Rasa to read
+it), never in the URL, so no access or client log can record it. Only for a Rasa started
+without ``bot.rasa_entry`` (``RASA_TOKEN_IN_QUERY=1``) is it also sent as ``?token=``.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +13,22 @@ from urllib.parse import quote
 
 import httpx
 
+TOKEN_HEADER = "X-Rasa-Token"
+
 
 class RasaUnavailable(Exception):
     """Rasa did not answer, answered with an error, or answered nothing."""
 
 
 class RasaClient:
-    def __init__(self, base_url: str, token: str, timeout: float) -> None:
+    def __init__(self, base_url: str, token: str, timeout: float, *,
+                 token_in_query: bool = False) -> None:
         self.base_url = base_url.rstrip("/")
-        self.token = token
+        self._query = {"token": token} if token_in_query else {}
         self._http = httpx.Client(
             timeout=httpx.Timeout(timeout, connect=2.0),
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+            headers={TOKEN_HEADER: token},
         )
 
     def close(self) -> None:
@@ -54,7 +63,7 @@ class RasaClient:
         try:
             resp = self._http.post(
                 self._tracker_url(sender, "tracker/events"),
-                params={"token": self.token, "include_events": "NONE"},
+                params={**self._query, "include_events": "NONE"},
                 json=events,
             )
             resp.raise_for_status()
@@ -84,7 +93,7 @@ class RasaClient:
         try:
             resp = self._http.post(
                 self._tracker_url(sender, "trigger_intent"),
-                params={"token": self.token, "output_channel": "latest",
+                params={**self._query, "output_channel": "latest",
                         "include_events": "NONE"},
                 json={"name": intent, "entities": entities or {}},
             )
@@ -96,7 +105,7 @@ class RasaClient:
     def parse(self, text: str) -> dict[str, Any] | None:
         """NLU only (no tracker change): used while Rasa is paused for a human hand-off."""
         try:
-            resp = self._http.post(f"{self.base_url}/model/parse", params={"token": self.token},
+            resp = self._http.post(f"{self.base_url}/model/parse", params=self._query,
                                    json={"text": text[:1000]})
             resp.raise_for_status()
             return resp.json()
@@ -106,7 +115,7 @@ class RasaClient:
     def healthy(self) -> bool:
         try:
             resp = self._http.get(
-                f"{self.base_url}/status", params={"token": self.token}, timeout=2.0
+                f"{self.base_url}/status", params=self._query, timeout=2.0
             )
             return resp.status_code == 200 and bool(resp.json().get("model_id"))
         except (httpx.HTTPError, ValueError):

@@ -15,6 +15,7 @@ LABELS: dict[str, dict[str, tuple[str, str]]] = {
         "repair": ("Reparación", "Repair"),
         "replacement": ("Sustitución", "Replacement"),
         "refund": ("Reembolso", "Refund"),
+        "no_preference": ("Lo que recomendéis", "Whatever you recommend"),
     },
     "return_reason": {
         "doesnt_fit": ("No cabe / no es la talla", "Doesn't fit"),
@@ -22,6 +23,7 @@ LABELS: dict[str, dict[str, tuple[str, str]]] = {
         "changed_mind": ("He cambiado de opinión", "Changed my mind"),
         "arrived_damaged": ("Llegó dañado", "Arrived damaged"),
         "wrong_item": ("Producto equivocado", "Wrong item"),
+        "other": ("Otro motivo", "Another reason"),
     },
     "return_type": {
         "return": ("Devolución con reembolso", "Return for a refund"),

@@ -105,6 +105,9 @@ NUMBERS = {"un": 1, "una": 1, "uno": 1, "dos": 2, "tres": 3, "cuatro": 4, "cinco
 UNITS = {"dia": 1, "dias": 1, "day": 1, "days": 1, "semana": 7, "semanas": 7, "week": 7,
          "weeks": 7, "mes": 30, "meses": 30, "month": 30, "months": 30, "ano": 365,
          "anos": 365, "year": 365, "years": 365}
+WEEKDAYS = {"lunes": 0, "martes": 1, "miercoles": 2, "jueves": 3, "viernes": 4, "sabado": 5,
+            "domingo": 6, "monday": 0, "tuesday": 1, "wednesday": 2, "thursday": 3,
+            "friday": 4, "saturday": 5, "sunday": 6}
 UNKNOWN = ("no se", "no lo se", "ni idea", "no recuerdo", "no me acuerdo", "don't know",
            "dont know", "not sure", "no idea", "can't remember", "cant remember")
 
@@ -143,6 +146,22 @@ def parse_date(text: str, today: date | None = None) -> date | str | None:
         unit = UNITS.get(m.group(2))
         if n and unit:
             found = today - timedelta(days=n * unit)
+    elif re.search(r"\b(?:(?:a )?principios? de(?: este)? mes|primeros de mes|(?:el )?(?:dia )?"
+                   r"(?:1|uno|primero) de(?: este)? mes|(?:the )?(?:first|1st|start|beginning)"
+                   r" of (?:the|this) month|start of the month|early this month)\b", t):
+        found = today.replace(day=1)
+    elif re.search(r"\b(?:a )?mediados de(?: este)? mes|(?:the )?middle of (?:the|this) "
+                   r"month|mid[- ]month\b", t):
+        found = today.replace(day=15)
+    elif m := re.search(r"\b(?:el dia|dia|el|on the|the)\s+(\d{1,2})(?:st|nd|rd|th|º)?\s*$", t):
+        found = _build(today.year, today.month, int(m.group(1)))
+        if found is not None and found > today:
+            found = _build(today.year - (today.month == 1), (today.month - 2) % 12 + 1,
+                           int(m.group(1)))
+    elif m := re.search(r"\b(lunes|martes|miercoles|jueves|viernes|sabado|domingo|monday|"
+                        r"tuesday|wednesday|thursday|friday|saturday|sunday)\b", t):
+        back = (today.weekday() - WEEKDAYS[m.group(1)]) % 7 or 7
+        found = today - timedelta(days=back)
     elif m := re.search(r"\b(?:la semana pasada|last week)\b", t):
         found = today - timedelta(days=7)
     elif m := re.search(r"\b(?:el mes pasado|last month)\b", t):
@@ -153,7 +172,7 @@ def parse_date(text: str, today: date | None = None) -> date | str | None:
         year = int(m.group(3)) if m.group(3) else today.year
         year = year + 2000 if year < 100 else year
         found = _build(year, int(m.group(2)), int(m.group(1)))  # day/month, as in Spain
-    elif m := re.search(r"\b(\d{1,2})\s+(?:de\s+)?([a-z]+)(?:\s+(?:de\s+)?(\d{4}))?", t):
+    elif m := re.search(r"\b(\d{1,2})(?:st|nd|rd|th|º)?\s+(?:de\s+|of\s+)?([a-z]+)(?:\s+(?:de\s+)?(\d{4}))?", t):
         month = MONTHS.get(m.group(2))
         if month:
             found = _build(int(m.group(3) or today.year), month, int(m.group(1)))

@@ -9,7 +9,9 @@ Lockout: every wrong password adds one to ``failed_logins``; each ``MAX_FAILURES
 the account for ``LOCK_BASE`` doubled per previous lock (15 min, 30 min, 1 h … capped at
 ``LOCK_MAX``). A locked account answers exactly like a wrong password and an unknown user
 costs the same argon2 verification as a known one, so the answer tells nothing about which
-usernames exist. A successful login resets the counter.
+usernames exist. A successful login resets the counter. Each attempt is counted before its
+password is checked (see ``authenticate``), so parallel guesses get no more tries than
+sequential ones.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHash, VerificationError
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from bot.db.models import StaffSession, StaffUser, utcnow
@@ -81,7 +83,16 @@ def is_locked(user: StaffUser, now: datetime | None = None) -> bool:
 def authenticate(session: Session, username: str, password: str,
                  now: datetime | None = None) -> StaffUser | None:
     """The user if ``password`` is right and the account usable; None otherwise, whatever the
-    reason. The caller commits (failures must be remembered too)."""
+    reason.
+
+    Parallel guesses must not get more than ``MAX_FAILURES`` tries before the lock, so every
+    attempt is *counted before* its password is checked: one conditional UPDATE (refused
+    while locked) takes a slot and, when it is the slot that reaches the limit, sets the lock
+    already. That is committed at once (a short transaction: argon2 runs outside it), so a
+    concurrent attempt sees the count and the lock. A right password then clears the count
+    with an UPDATE that only succeeds when no other attempt locked the account meanwhile
+    (or when this attempt's own slot set the lock). The caller commits as before.
+    """
     now = now or utcnow()
     name = (username or "").strip().lower()
     user = None
@@ -91,23 +102,34 @@ def authenticate(session: Session, username: str, password: str,
     if user is None or not user.active:
         _burn_verification(password)
         return None
-    if is_locked(user, now):
-        # same work and same answer as a wrong password; attempts while locked do not count,
-        # so the lock ends when it says it does
+    not_locked = or_(StaffUser.locked_until.is_(None), StaffUser.locked_until <= now)
+    taken = session.execute(update(StaffUser).where(StaffUser.id == user.id, not_locked)
+                            .values(failed_logins=StaffUser.failed_logins + 1)
+                            .execution_options(synchronize_session=False))
+    if not taken.rowcount:
+        # locked: same work and same answer as a wrong password; attempts while locked do not
+        # count, so the lock ends when it says it does
+        session.commit()  # ends the (empty) write transaction before the slow part
         _burn_verification(password)
         return None
+    session.refresh(user, ["failed_logins", "locked_until"])
+    slot = user.failed_logins
+    lock = lock_duration(slot)
+    if lock is not None:
+        user.locked_until = now + lock
+    session.commit()  # visible to parallel attempts before the (slow) verification
     if not verify_password(user, password):
-        # atomic increment: parallel guesses cannot slip past the limit
-        session.execute(update(StaffUser).where(StaffUser.id == user.id)
-                        .values(failed_logins=StaffUser.failed_logins + 1))
-        session.refresh(user, ["failed_logins"])
-        lock = lock_duration(user.failed_logins)
-        if lock is not None:
-            user.locked_until = now + lock
-        session.flush()
         return None
-    user.failed_logins = 0
-    user.locked_until = None
+    # right password: this attempt's slot is given back and the count cleared, unless the
+    # account was locked meanwhile by another attempt (this slot's own lock does not count)
+    mine = (StaffUser.locked_until == user.locked_until) if lock is not None else not_locked
+    cleared = session.execute(update(StaffUser).where(StaffUser.id == user.id, mine)
+                              .values(failed_logins=0, locked_until=None)
+                              .execution_options(synchronize_session=False))
+    if not cleared.rowcount:
+        session.commit()
+        return None
+    session.refresh(user, ["failed_logins", "locked_until"])
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)
     session.flush()

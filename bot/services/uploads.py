@@ -1,11 +1,14 @@
 """Photos customers attach to a claim: checked by content (not by the name or the declared
-type), size-limited, stored under var/uploads with a random name and never served back as
-anything but an image."""
+type) and decoded in full with Pillow (a JPEG header followed by anything else is no photo),
+size-limited, stored under var/uploads with a random name and never served back as anything
+but an image."""
 
 from __future__ import annotations
 
+import io
 import os
 import secrets
+import warnings
 from pathlib import Path
 
 from sqlalchemy.orm import Session
@@ -18,6 +21,10 @@ _SIGNATURES = (
     (b"\xff\xd8\xff", "image/jpeg", "jpg"),
     (b"\x89PNG\r\n\x1a\n", "image/png", "png"),
 )
+
+
+MAX_PIXELS = 50_000_000  # a larger picture is refused before it is decoded (decompression bomb)
+_PIL_FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP"}
 
 
 class UploadRejected(ValueError):
@@ -45,6 +52,7 @@ def store_image(session: Session, data: bytes, *, conversation_id: int | None,
     if kind is None:
         raise UploadRejected("only JPEG, PNG or WebP photos are accepted", 415)
     content_type, ext = kind
+    decode_check(data, content_type)
     directory.mkdir(parents=True, exist_ok=True)
     attachment_id = secrets.token_hex(16)
     path = directory / f"{attachment_id}.{ext}"
@@ -56,6 +64,26 @@ def store_image(session: Session, data: bytes, *, conversation_id: int | None,
     session.add(row)
     session.flush()
     return row
+
+
+def decode_check(data: bytes, content_type: str) -> None:
+    """Decode the whole picture (Pillow, only the format its signature names); anything that
+    does not decode, or is absurdly large, is refused as not being a photo."""
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - Pillow is in requirements.lock
+        return
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=[_PIL_FORMATS[content_type]]) as img:
+                if img.width * img.height > MAX_PIXELS:
+                    raise UploadRejected("picture too large", 415)
+                img.load()
+    except UploadRejected:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any decoder complaint means "not a photo"
+        raise UploadRejected("only JPEG, PNG or WebP photos are accepted", 415) from exc
 
 
 def link_to_case(session: Session, attachment_id: str, case_id: int) -> None:

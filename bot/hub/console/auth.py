@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -197,7 +198,10 @@ def require_role(role: str) -> Callable[..., Awaitable[StaffLogin]]:
 
 
 def same_origin(request: Request) -> bool:
-    """The request comes from a page of this very site (login CSRF protection)."""
+    """The request comes from a page of this very site (login CSRF protection), reached at a
+    name we trust: an attacker's domain that resolves to us (DNS rebinding) has Origin equal
+    to Host as well, so the host must also be an IP address, localhost or a configured
+    public origin (``PUBLIC_ORIGINS``, the origin of ``TELEGRAM_WEBHOOK_URL``)."""
     source = request.headers.get("origin")
     if source is None:
         source = request.headers.get("referer")
@@ -205,4 +209,47 @@ def same_origin(request: Request) -> bool:
         return False
     parts = urlsplit(source)
     host = request.headers.get("host", "")
-    return parts.scheme in ("http", "https") and bool(host) and parts.netloc.lower() == host.lower()
+    if not (parts.scheme in ("http", "https") and bool(host)
+            and parts.netloc.lower() == host.lower()):
+        return False
+    return trusted_origin(f"{parts.scheme}://{parts.netloc}", getattr(
+        request.app.state, "settings", None))
+
+
+def _normalized(origin: str) -> str | None:
+    try:
+        parts = urlsplit(origin.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    default = {"http": 80, "https": 443}[parts.scheme]
+    host = parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}" + (f":{port}" if port and port != default else "")
+
+
+def configured_origins(settings: Any) -> set[str]:
+    if settings is None:
+        return set()
+    raw = [o for o in (settings.public_origins or "").split(",") if o.strip()]
+    if settings.telegram_webhook_url:
+        raw.append(settings.telegram_webhook_url)
+    return {n for n in (_normalized(o) for o in raw) if n}
+
+
+def trusted_origin(origin: str, settings: Any) -> bool:
+    normalized = _normalized(origin)
+    if normalized is None:
+        return False
+    hostname = urlsplit(normalized).hostname or ""
+    if hostname == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(hostname)
+        return True  # a page served from an IP address is no rebinding of a domain
+    except ValueError:
+        pass
+    return normalized in configured_origins(settings)

@@ -14,10 +14,11 @@ import logging
 import signal
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Depends, Request
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from pydantic import BaseModel
 from sqlalchemy import select
@@ -55,6 +56,9 @@ POLL_SECONDS = 1.0  # how often a quiet event stream checks for a gone client
 SESSION_CHECK_SECONDS = 5.0  # … and whether its session still exists (logout elsewhere)
 MAX_LOGIN_BODY = 4096
 MAX_TEXT = 4000
+# a database id (INTEGER): a bigger number is refused (422) instead of overflowing the
+# database driver (500)
+ConversationId = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
 CASE_STATUSES = ("open", "in_progress", "waiting_customer", "resolved", "closed")
 
 BAD_LOGIN = "Usuario o contraseña incorrectos."
@@ -277,33 +281,33 @@ async def queue(request: Request, login: StaffLogin = Depends(agent_only)) -> An
 
 
 @router.get("/console/api/conversations/{conversation_id}")
-async def detail(conversation_id: int, request: Request,
+async def detail(conversation_id: ConversationId, request: Request,
                  login: StaffLogin = Depends(agent_only)) -> Any:
     return _jsonable(await _call(request, "detail", conversation_id, login.user))
 
 
 @router.post("/console/api/conversations/{conversation_id}/claim")
-async def claim(conversation_id: int, request: Request,
+async def claim(conversation_id: ConversationId, request: Request,
                 login: StaffLogin = Depends(agent_only)) -> Any:
     return _jsonable(await _call(request, "claim", conversation_id, login.user))
 
 
 @router.post("/console/api/conversations/{conversation_id}/reply")
-async def reply(conversation_id: int, body: TextIn, request: Request,
+async def reply(conversation_id: ConversationId, body: TextIn, request: Request,
                 login: StaffLogin = Depends(agent_only)) -> Any:
     text = _text(body.text, "mensaje")
     return _jsonable(await _call(request, "reply", conversation_id, login.user, text))
 
 
 @router.post("/console/api/conversations/{conversation_id}/note")
-async def note(conversation_id: int, body: TextIn, request: Request,
+async def note(conversation_id: ConversationId, body: TextIn, request: Request,
                login: StaffLogin = Depends(agent_only)) -> Any:
     text = _text(body.text, "texto de la nota")
     return _jsonable(await _call(request, "note", conversation_id, login.user, text))
 
 
 @router.post("/console/api/conversations/{conversation_id}/status")
-async def case_status(conversation_id: int, body: StatusIn, request: Request,
+async def case_status(conversation_id: ConversationId, body: StatusIn, request: Request,
                       login: StaffLogin = Depends(agent_only)) -> Any:
     if body.status not in CASE_STATUSES:
         raise ConsoleError(422, "bad_input", "Estado no válido: " + ", ".join(CASE_STATUSES))
@@ -313,14 +317,14 @@ async def case_status(conversation_id: int, body: StatusIn, request: Request,
 
 
 @router.post("/console/api/conversations/{conversation_id}/resolution")
-async def resolution(conversation_id: int, body: TextIn, request: Request,
+async def resolution(conversation_id: ConversationId, body: TextIn, request: Request,
                      login: StaffLogin = Depends(agent_only)) -> Any:
     text = _text(body.text, "texto de la resolución")
     return _jsonable(await _call(request, "set_resolution", conversation_id, login.user, text))
 
 
 @router.post("/console/api/conversations/{conversation_id}/transfer")
-async def transfer(conversation_id: int, body: TransferIn, request: Request,
+async def transfer(conversation_id: ConversationId, body: TransferIn, request: Request,
                    login: StaffLogin = Depends(agent_only)) -> Any:
     username = _text(body.username, "usuario")
     return _jsonable(await _call(request, "transfer", conversation_id, login.user,
@@ -330,7 +334,7 @@ async def transfer(conversation_id: int, body: TransferIn, request: Request,
 
 
 @router.post("/console/api/conversations/{conversation_id}/close")
-async def close(conversation_id: int, request: Request, body: CloseIn | None = None,
+async def close(conversation_id: ConversationId, request: Request, body: CloseIn | None = None,
                 login: StaffLogin = Depends(agent_only)) -> Any:
     text = _text(body.resolution if body else None, "texto de la resolución", required=False)
     return _jsonable(await _call(request, "close", conversation_id, login.user,

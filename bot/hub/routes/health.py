@@ -44,5 +44,7 @@ def healthz(request: Request) -> JSONResponse:
             ("webhook" if telegram.webhook_mode else "polling") if telegram.ready
             else "starting"),
     }
-    return JSONResponse({"status": "ok" if ok else "degraded", "checks": checks,
+    down = [name for name, up in checks.items() if not up]
+    # while the launcher restarts a process, "down" names it (and the answer is 503)
+    return JSONResponse({"status": "ok" if ok else "degraded", "checks": checks, "down": down,
                          "channels": channels}, status_code=200 if ok else 503)

@@ -11,7 +11,8 @@ from starlette.concurrency import run_in_threadpool
 
 router = APIRouter()
 
-SENDER_RE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
+# always used with fullmatch: "^…$" with match() would accept a trailing newline
+SENDER_RE = re.compile(r"[A-Za-z0-9_-]{16,128}")
 MAX_BODY_TEXT = 20000  # hard cap on what we accept at all; longer is cut before storing
 
 
@@ -23,7 +24,7 @@ class TurnIn(BaseModel):
 
     @validator("sender")
     def _sender_shape(cls, v: str) -> str:  # noqa: N805 - pydantic signature
-        if not SENDER_RE.match(v):
+        if not SENDER_RE.fullmatch(v):
             raise ValueError("sender must be 16-128 characters of [A-Za-z0-9_-]")
         return v
 

@@ -17,7 +17,7 @@ MAX_PER_CONVERSATION = 5
 
 @router.post("/api/uploads")
 async def upload(request: Request, sender: str) -> dict[str, Any]:
-    if not SENDER_RE.match(sender):
+    if not SENDER_RE.fullmatch(sender):
         raise HTTPException(status_code=422, detail="invalid sender")
     settings = request.app.state.settings
     limit = settings.upload_max_bytes

@@ -58,7 +58,7 @@ class LinkIn(BaseModel):
 
     @validator("sender")
     def _sender_shape(cls, v: str) -> str:  # noqa: N805 - pydantic signature
-        if not SENDER_RE.match(v):
+        if not SENDER_RE.fullmatch(v):
             raise ValueError("sender must be 16-128 characters of [A-Za-z0-9_-]")
         return v
 

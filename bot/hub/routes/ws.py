@@ -61,12 +61,15 @@ async def widget_socket(ws: WebSocket) -> None:
     await ws.accept()
     try:
         hello = json.loads(await asyncio.wait_for(ws.receive_text(), HELLO_TIMEOUT))
-    except (asyncio.TimeoutError, ValueError, WebSocketDisconnect, RuntimeError, TypeError):
+    except WebSocketDisconnect:
+        return
+    except (asyncio.TimeoutError, ValueError, RuntimeError, TypeError,
+            KeyError):  # KeyError: a binary frame has no text
         await _close(ws, "bad_json")
         return
     sender = hello.get("sender") if isinstance(hello, dict) else None
     if not (isinstance(hello, dict) and hello.get("type") == "hello"
-            and isinstance(sender, str) and SENDER_RE.match(sender)):
+            and isinstance(sender, str) and SENDER_RE.fullmatch(sender)):
         await _close(ws, "bad_sender")
         return
     locale = str(hello.get("locale") or "")[:16] or None

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from bot.services.kb import regional
 from bot.services.kb.embeddings import Embedder
 
 CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
@@ -180,17 +181,33 @@ class FaqSearcher:
                         for lang in ("es", "en")}
         self.embedder = embedder
 
+    def signals(self, query: str, lang: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """Per-entry semantic, answer and BM25 scores and the closeness to known unanswerable
+        questions. Regional words ("heladera", "boleta") are also tried in the KB's words;
+        each signal keeps the better of the two readings."""
+        index = self.indexes[lang]
+        qvec = self.embedder.embed_uncached(query)
+        semantic, answer, lexical = index.scores(qvec, query)
+        negative = index.negative_similarity(qvec)
+        normal = regional.normalise(query, lang)
+        if normal != fold(query):
+            qvec2 = self.embedder.embed_uncached(normal)
+            sem2, ans2, lex2 = index.scores(qvec2, normal)
+            semantic, answer = np.maximum(semantic, sem2), np.maximum(answer, ans2)
+            lexical = np.maximum(lexical, lex2)
+            negative = max(negative, index.negative_similarity(qvec2))
+        return semantic, answer, lexical, negative
+
     def search(self, query: str, lang: str, k: int = 3) -> SearchResult:
         query = " ".join((query or "").split())[:MAX_QUERY_CHARS]
         lang = lang if lang in self.indexes else "es"
         index = self.indexes[lang]
         if not query or not any(ch.isalnum() for ch in query) or not index.ids:
             return SearchResult(query, lang, "none")
-        qvec = self.embedder.embed_uncached(query)
-        semantic, answer, lexical = index.scores(qvec, query)
+        semantic, answer, lexical, negative = self.signals(query, lang)
         config = self.configs[lang]
         total, lex_n = fuse(config, semantic, answer, lexical)
-        decision, order = decide(config, total, semantic, index.negative_similarity(qvec))
+        decision, order = decide(config, total, semantic, negative)
         cands = [Candidate(index.ids[i], float(total[i]), index.titles[i], float(semantic[i]),
                            float(lex_n[i])) for i in order[:k]]
         return SearchResult(query, lang, decision, cands)

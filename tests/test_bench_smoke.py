@@ -1,0 +1,96 @@
+"""Smoke runs of the benchmarks (`make bench`, `make bench-dialogues`) at tiny sizes: each
+starts the real stack on free ports with a throw-away database, exits 0 and writes its JSON
+result with the expected keys. Slow (each starts Rasa); no assertion on the numbers."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.core.config import ROOT
+
+TIMEOUT = 1200  # starting Rasa on a shared 2-core machine can take minutes
+
+
+@pytest.fixture(scope="module", autouse=True)
+def trained_model() -> None:
+    from bot.training import model_path
+
+    if not model_path().exists():
+        pytest.fail("no trained model: run the suite through `make test` (it trains first)")
+
+
+def _run(module: str, **env: str) -> tuple[subprocess.CompletedProcess, dict]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("BENCH_")}
+    full_env.update({"ENV_FILE": os.devnull, **env})
+    proc = subprocess.run([sys.executable, "-m", module], cwd=ROOT, env=full_env,
+                          capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0, (
+        f"{module} exited {proc.returncode}\nstdout:\n{proc.stdout[-4000:]}\n"
+        f"stderr:\n{proc.stderr[-4000:]}")
+    match = re.search(r"^written (\S+\.json)$", proc.stdout, re.M)
+    assert match, f"no result file reported:\n{proc.stdout[-2000:]}"
+    path = ROOT / match.group(1)
+    assert path.is_file() and path.parent == ROOT / "bench" / "results"
+    return proc, json.loads(Path(path).read_text())
+
+
+def test_turn_latency_bench_smoke():
+    proc, report = _run("bench.turn_latency", BENCH_SERIAL_TURNS="3", BENCH_CONCURRENCY="2",
+                        BENCH_TURNS_PER_CUSTOMER="2")
+    assert set(report["results"]) == {"serial", "concurrent_2"}
+    for mode, res in report["results"].items():
+        for who in ("hub", "rasa"):
+            stats = res[who]
+            assert {"turns", "p50_ms", "p95_ms", "mean_ms", "throughput_per_s",
+                    "empty_replies"} <= set(stats), (mode, who, stats)
+            assert stats["turns"] == (3 if mode == "serial" else 4)
+        assert {"p50_latency_hub_over_rasa", "p95_latency_hub_over_rasa",
+                "throughput_hub_over_rasa"} <= set(report["ratios"][mode])
+    assert set(report["memory"]) == {"rasa", "actions", "hub"}
+    for name, mem in report["memory"].items():
+        assert mem["rss_mb"] > 0, name
+    assert "p95 latency" in proc.stdout and "RSS" in proc.stdout
+
+
+def test_dialogues_bench_smoke():
+    proc, report = _run("bench.dialogues", BENCH_DIALOGUES_LIMIT="2")
+    assert report["dialogues"] == 2
+    assert {"completed", "completion_rate", "table", "failure_reasons", "results",
+            "interjections_in_forms", "max_turns"} <= set(report)
+    assert len(report["results"]) == 2
+    for r in report["results"]:
+        assert {"id", "scenario", "lang", "order", "line", "completed", "reason", "turns",
+                "checks", "transcript"} <= set(r)
+        assert r["transcript"], r["id"]
+        assert not any(t["customer"].lstrip().startswith("/") for t in r["transcript"])
+        assert r["completed"] or r["reason"], r["id"]
+    assert "overall:" in proc.stdout
+
+
+def test_dialogue_scripts_cover_every_scenario_in_both_languages():
+    """Fast: the scripts load, nobody presses buttons, ≥ 2 customers per scenario and
+    language, and the reply classifier recognises the bot's questions in both languages."""
+    from collections import Counter
+
+    from bench.dialogues import classify, load_scripts
+
+    dialogues = load_scripts()
+    cells = Counter((d.scenario, d.lang) for d in dialogues)
+    scenarios = {"warranty", "return", "exchange", "correction", "status", "faq_then_claim",
+                 "handoff", "survey"}
+    for scenario in scenarios:
+        for lang in ("es", "en"):
+            assert cells[(scenario, lang)] >= 2, (scenario, lang)
+    assert classify("¿Cuál es el número de tu pedido? Está en el correo") == "order_number"
+    assert classify("Which product of the order is it?") == "order_line"
+    assert classify("Summary before I open the claim:\n• Order: PED-000123") == "summary"
+    assert classify("Hecho: tu devolución es la DEV-2026-000001. Próximos pasos") == \
+        "case_created"
+    assert classify("How likely are you to recommend us to a friend?") == "survey_nps"

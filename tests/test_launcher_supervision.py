@@ -1,0 +1,228 @@
+"""`python -m bot run` as an operator meets it (issue 15): no secret in any log or on any command
+line after a real conversation, a killed child is restarted (and `/healthz` names it while it
+is down), killing the launcher outright takes the children with it, and a busy port is named
+with the process holding it."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bot.core.config import ROOT
+from bot.training import model_path
+from tests.conftest import Chat, free_port, run_cli
+from tests.test_run_command import _alive, _children
+
+
+@dataclass
+class Launcher:
+    proc: subprocess.Popen
+    env: dict[str, str]
+    log_dir: Path
+    hub_url: str
+    lines: list[str] = field(default_factory=list)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def child(self, marker: str) -> int:
+        for pid in _children(self.proc.pid):
+            try:
+                args = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if marker in args:
+                return pid
+        raise AssertionError(f"no child running {marker!r}: {self.output[-2000:]}")
+
+    def secrets(self) -> dict[str, str]:
+        return {k: self.env[k] for k in ("RASA_TOKEN", "SECRET_KEY", "ADMIN_PASSWORD")}
+
+
+def _start(env: dict[str, str]) -> tuple[subprocess.Popen, list[str]]:
+    proc = subprocess.Popen([sys.executable, "-m", "bot", "run"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")),
+                     daemon=True).start()
+    return proc, lines
+
+
+@pytest.fixture(scope="module")
+def launcher(tmp_path_factory) -> Iterator[Launcher]:
+    if not model_path().exists():
+        pytest.fail("no trained model: run the suite through `make test` (it trains first)")
+    work = tmp_path_factory.mktemp("launcher")
+    hub_port = free_port()
+    env = {**os.environ, "ENV_FILE": os.devnull,
+           "DATABASE_URL": f"sqlite:///{work / 'run.db'}",
+           "RASA_TRACKER_URL": f"sqlite:///{work / 'tracker.db'}",
+           "RASA_TOKEN": "rt-" + secrets.token_urlsafe(18),
+           "SECRET_KEY": "sk-" + secrets.token_urlsafe(24),
+           "ADMIN_USERNAME": "admin", "ADMIN_PASSWORD": "ap-" + secrets.token_urlsafe(15),
+           "HUB_PORT": str(hub_port), "RASA_PORT": str(free_port()),
+           "ACTION_PORT": str(free_port()), "LOG_DIR": str(work / "log"),
+           "SUPPORT_HOURS": "mon-sun 00:00-24:00", "TELEGRAM_BOT_TOKEN": ""}
+    setup = run_cli("setup", env=env)
+    assert setup.returncode == 0, setup.stderr
+    assert env["ADMIN_PASSWORD"] not in setup.stdout + setup.stderr
+    proc, lines = _start(env)
+    launcher = Launcher(proc, env, work / "log", f"http://127.0.0.1:{hub_port}", lines)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            if "Press Ctrl-C" in launcher.output:
+                break
+            time.sleep(0.5)
+        assert "Press Ctrl-C" in launcher.output, launcher.output[-3000:]
+        yield launcher
+    finally:
+        children = _children(proc.pid)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        for pid in children:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _wait_for(check, timeout: float, what: str, step: float = 0.5):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except (httpx.HTTPError, OSError) as exc:
+            last = exc
+        time.sleep(step)
+    raise AssertionError(f"{what} not within {timeout:.0f}s (last: {last!r})")
+
+
+def test_no_secret_in_logs_or_command_lines(launcher):
+    chat = Chat(launcher.hub_url, locale="es-ES")
+    assert "problema técnico" not in Chat.texts(chat.say("hola"))
+    chat.say("can we switch to English please?")  # language slot: Rasa's tracker API
+    chat.say("I want to talk to a person")  # hand-off: the conversation is paused in Rasa
+    console = httpx.Client(base_url=launcher.hub_url, headers={"Origin": launcher.hub_url})
+    try:
+        login = console.post("/console/login", json={
+            "username": "admin", "password": launcher.env["ADMIN_PASSWORD"]})
+        assert login.status_code == 204, login.text
+        wrong = console.post("/console/login", json={
+            "username": "admin", "password": launcher.env["ADMIN_PASSWORD"] + "x"})
+        assert wrong.status_code == 401
+    finally:
+        console.close()
+    # Rasa's API takes the token in a header (and nothing without it)
+    rasa = f"http://127.0.0.1:{launcher.env['RASA_PORT']}"
+    assert httpx.get(f"{rasa}/status").status_code == 401
+    assert httpx.get(f"{rasa}/status", headers={"X-Rasa-Token": "nope"}).status_code == 401
+    assert httpx.get(f"{rasa}/status",
+                     headers={"X-Rasa-Token": launcher.env["RASA_TOKEN"]}).status_code == 200
+    time.sleep(1)  # let the processes flush their logs
+
+    files = [p for p in launcher.log_dir.rglob("*") if p.is_file()]
+    assert {"rasa.log", "actions.log", "hub.log"} <= {p.name for p in files}
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert "bot.rasa_entry" in ps
+    for name, value in launcher.secrets().items():
+        for path in files:
+            assert value not in path.read_text(errors="replace"), f"{name} in {path.name}"
+        assert value not in ps, f"{name} on a command line"
+        assert value not in launcher.output, f"{name} in the launcher's output"
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
+    # nothing of the turn API's URLs at all (httpx logged each Rasa call with ?token=)
+    assert "token=" not in (launcher.log_dir / "hub.log").read_text(errors="replace")
+
+
+def test_a_killed_action_server_is_restarted(launcher):
+    old = launcher.child("rasa_sdk")
+    os.kill(old, signal.SIGKILL)
+
+    def down() -> bool:
+        resp = httpx.get(f"{launcher.hub_url}/healthz", timeout=10)
+        return resp.status_code == 503 and resp.json()["down"] == ["actions"]
+
+    _wait_for(down, 15, "/healthz naming the action server", step=0.2)
+    started = time.monotonic()
+    chat = Chat(launcher.hub_url, locale="en")
+
+    def answered() -> bool:
+        fresh = Chat(launcher.hub_url, locale="en")
+        return "technical problem" not in Chat.texts(fresh.say("hello"))
+
+    _wait_for(answered, 40, "a turn answered again after the action server died", step=1)
+    assert time.monotonic() - started < 40
+    assert launcher.child("rasa_sdk") != old
+    assert "technical problem" not in Chat.texts(chat.say("hello"))
+    _wait_for(lambda: httpx.get(f"{launcher.hub_url}/healthz").status_code == 200, 30,
+              "healthy again")
+    assert "actions exited (signal 9); restarting" in launcher.output
+    assert "actions restarted" in launcher.output
+    assert "actions exited" in (launcher.log_dir / "stack.log").read_text()
+
+
+def test_a_killed_hub_is_restarted(launcher):
+    old = launcher.child("uvicorn")
+    os.kill(old, signal.SIGKILL)
+    _wait_for(lambda: httpx.get(f"{launcher.hub_url}/healthz", timeout=5).status_code == 200,
+              40, "the hub back")
+    assert launcher.child("uvicorn") != old
+    assert "problema técnico" not in Chat.texts(Chat(launcher.hub_url).say("hola"))
+
+
+def test_killing_the_launcher_outright_takes_the_children_along(launcher):
+    children = _children(launcher.proc.pid)
+    assert len(children) == 3
+    os.kill(launcher.proc.pid, signal.SIGKILL)
+    launcher.proc.wait(timeout=10)
+    _wait_for(lambda: not [pid for pid in children if _alive(pid)], 10,
+              "every child gone")
+    for port in ("HUB_PORT", "RASA_PORT", "ACTION_PORT"):  # free for the next `make run`
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", int(launcher.env[port])))
+
+
+def test_a_busy_port_is_named_with_its_process(tmp_path):
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    env = {**os.environ, "ENV_FILE": os.devnull, "RASA_TOKEN": secrets.token_urlsafe(12),
+           "DATABASE_URL": f"sqlite:///{tmp_path / 'busy.db'}", "HUB_PORT": str(port),
+           "RASA_PORT": str(free_port()), "ACTION_PORT": str(free_port()),
+           "LOG_DIR": str(tmp_path / "log")}
+    try:
+        started = time.monotonic()
+        result = subprocess.run([sys.executable, "-m", "bot", "run"], cwd=ROOT, env=env,
+                                capture_output=True, text=True, timeout=60)
+    finally:
+        holder.close()
+    assert result.returncode == 1
+    assert time.monotonic() - started < 30
+    assert f"port {port} (hub) is already in use by pid {os.getpid()}" in result.stderr, \
+        result.stderr
+    assert "HUB_PORT" in result.stderr
+    assert "is running" not in result.stdout
+    assert not (tmp_path / "log" / "rasa.log").exists()  # nothing was started
