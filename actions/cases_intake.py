@@ -25,6 +25,8 @@ from actions.base import (
     record_outcome,
 )
 from actions.faq import answer_in_form
+from actions.faq import knowledge_base as faq_kb
+from actions.faq import respond as faq_respond
 from bot.core.config import get_settings
 from bot.db.models import Attachment, Customer
 from bot.services import cases, choices, parsing, uploads
@@ -139,12 +141,12 @@ QUESTION_CUES = re.compile(
     r"are there|will i|would i)")
 
 
-def is_question(tracker: Tracker, text: str) -> bool:
+def is_question(tracker: Tracker, text: str, intent_free: bool = False) -> bool:
     """Information-seeking ("¿y cuánto tarda?"), not an answer phrased as a question
     ("¿me lo podéis reparar?")."""
     folded = choices.fold(text)
     intent = ((tracker.latest_message or {}).get("intent") or {})
-    asked = "?" in text or (intent.get("name") == "ask_faq"
+    asked = "?" in text or (not intent_free and intent.get("name") == "ask_faq"
                             and float(intent.get("confidence") or 0) >= 0.6)
     return asked and bool(QUESTION_CUES.search(folded))
 
@@ -166,6 +168,16 @@ class IntakeValidation(FormValidationAction):
     @abstractmethod
     def name(self) -> str:  # abstract: rasa_sdk registers only the concrete forms
         ...
+
+    async def get_validation_events(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                                    domain: DomainDict) -> list[EventType]:
+        """A slot one of our actions just cleared (to ask it again) is not an answer and is
+        not validated. Validating it once counted a verification failure under the key of
+        an empty case number, shared by every customer asking for a status."""
+        everything = tracker.slots_to_validate
+        tracker.slots_to_validate = lambda: {  # type: ignore[method-assign]
+            k: v for k, v in everything().items() if v is not None}
+        return await super().get_validation_events(dispatcher, tracker, domain)
 
     def order(self, tracker: Tracker, dispatcher: CollectingDispatcher) -> OrderInfo | None:
         """The form's (already found) order; None, after an apology, if the shop's order
@@ -213,15 +225,21 @@ class IntakeValidation(FormValidationAction):
             if found.found:
                 return self.chosen(slot, found.value)
         found = choices.resolve(text, options, choices.default_embed)
+        intent = ((tracker.latest_message or {}).get("intent") or {})
+        if intent.get("name") == "cancel" and found.how not in ("exact", "position", "keyword"):
+            return {slot: None, "case_blocked": "cancelled"}  # "déjalo", "olvídalo"
         question = is_question(tracker, text)
         if question and found.how not in ("exact", "position") and answer_in_form(
                 dispatcher, tracker, text):
             return {slot: None}
+        fallback = choices.fallback_option(options)
+        if found.found and found.value == fallback and found.how == "semantic":
+            dispatcher.utter_message(response="utter_choice_other_noted",
+                                     words=clean_text(text, 200))
         if found.found:
             return self.chosen(slot, found.value)
         if found.ambiguous and pending[0] != slot:
             return {slot: None, "choice_candidates": "|".join((slot, *found.candidates))}
-        fallback = choices.fallback_option(options)
         if fallback and (found.how == "unknown" or descriptive(text)):
             if found.how != "unknown":
                 dispatcher.utter_message(response="utter_choice_other_noted",
@@ -260,9 +278,10 @@ class IntakeValidation(FormValidationAction):
         except OrderServiceUnavailable:
             dispatcher.utter_message(response="utter_order_service_down")
             return {"order_number": None, "case_blocked": "service"}
-        if order is None:
-            return self.invalid(dispatcher, tracker, "order_number", "utter_order_not_found")
         result: dict[str, Any] = {"order_number": number, "invalid_attempts": 0}
+        if order is None:
+            # asked for the email like any order: whether the number exists is not revealed
+            return {**result, "verification": None, "verified_order": None, "order_line": None}
         record_outcome(tracker, "form_in_progress")
         if number != tracker.get_slot("verified_order"):
             same_customer = (tracker.get_slot("customer_verified")
@@ -282,15 +301,16 @@ class IntakeValidation(FormValidationAction):
         except OrderServiceUnavailable:
             dispatcher.utter_message(response="utter_order_service_down")
             return {"verification": None, "case_blocked": "service"}
-        key = f"order:{tracker.get_slot('order_number')}"
+        number = f"order:{tracker.get_slot('order_number')}"
+        who = conversation_id(tracker) or tracker.sender_id
         with db_session() as session:
-            locked = attempts_svc.is_locked(session, key)
+            locked = attempts_svc.check_locked(session, number, who)
         if locked:
             dispatcher.utter_message(response="utter_verification_locked")
             return {"verification": None, "case_blocked": "verification"}
         if order is not None and verify_customer(order, str(value or "")):
             with db_session() as session:
-                attempts_svc.reset(session, key)
+                attempts_svc.succeed(session, number, who)
             if order.customer_id and not tracker.get_slot("customer_verified"):
                 welcome_back(dispatcher, tracker, order.customer_id)
             result = {"verification": "ok", "customer_verified": True,
@@ -300,8 +320,9 @@ class IntakeValidation(FormValidationAction):
             if len(order.lines) == 1:
                 result.update(self.select_line(order, order.lines[0], dispatcher, tracker))
             return result
+        # An unknown number and a wrong email get the same answer: numbers cannot be probed.
         with db_session() as session:
-            lasting = attempts_svc.record_failure(session, key)
+            lasting = attempts_svc.fail(session, number, who)
         attempts = max(int(tracker.get_slot("verify_attempts") or 0) + 1, lasting)
         if attempts >= MAX_VERIFY_ATTEMPTS:
             dispatcher.utter_message(response="utter_verification_locked")
@@ -494,7 +515,15 @@ class ValidateWarrantyForm(IntakeValidation):
         return {"problem_description": text, "invalid_attempts": 0}
 
     def validate_problem_started(self, value, dispatcher, tracker, domain):
-        parsed = parsing.parse_date(str(value or ""))
+        text = str(value or "")
+        parsed = parsing.parse_date(text)
+        if parsed is None and parsing.since_delivery(text):
+            # "desde que llegó", "since the day it arrived": the order's delivery date
+            order = find_order_quietly(tracker.get_slot("order_number"))
+            parsed = order.delivered_at if order and order.delivered_at else None
+        if parsed is None and is_question(tracker, text) and answer_in_form(
+                dispatcher, tracker, text):
+            return {"problem_started": None}
         if parsed is None:
             return self.invalid(dispatcher, tracker, "problem_started", "utter_invalid_date")
         return {"problem_started": parsed if isinstance(parsed, str) else parsed.isoformat(),
@@ -761,6 +790,18 @@ class _SubmitCase(Action, metaclass=ABCMeta):
         ...
 
     def run(self, dispatcher, tracker, domain):
+        reason = tracker.get_slot("case_blocked")
+        if reason == "not_understood":
+            # a person takes over with everything said so far (action_handoff's summary
+            # carries the form's answers, then clears them)
+            record_outcome(tracker, "form_blocked")
+            return [SlotSet("case_blocked", None), SlotSet("invalid_attempts", 0),
+                    SlotSet("choice_candidates", None), SlotSet("handoff_reason", "fallback"),
+                    FollowupAction("action_handoff")]
+        if reason == "cancelled":
+            record_outcome(tracker, "form_cancelled")
+            dispatcher.utter_message(response="utter_form_cancelled")
+            return reset_flow_events()
         try:
             return [*self.submit(dispatcher, tracker), *verification_handoff(tracker)]
         except OrderServiceUnavailable:  # the shop's order API went down at the last step
@@ -878,6 +919,30 @@ class ActionCancelForm(Action):
         return [ActiveLoop(None), SlotSet("requested_slot", None), *reset_flow_events()]
 
 
+def faq_search(text: str, lang: str):
+    return faq_kb().search(text, lang)
+
+
+class ActionRouteRequest(Action):
+    """Before a claim or return form starts: "¿cuántos días tengo para devolver algo?" is a
+    question, not a request. When it reads as an information question and the knowledge base
+    answers it confidently, it is answered (the answer offers to start the request) and no
+    form starts."""
+
+    def name(self) -> str:
+        return "action_route_request"
+
+    def run(self, dispatcher, tracker, domain):
+        text = str((tracker.latest_message or {}).get("text") or "")
+        if text.startswith("/") or not is_question(tracker, text, intent_free=True):
+            return []
+        lang = language_of(tracker)
+        result = faq_search(text, lang)
+        if result.decision != "answer":
+            return []
+        return [*faq_respond(dispatcher, result, lang), FollowupAction("action_listen")]
+
+
 # --- case status -----------------------------------------------------------------------------
 
 def _status_message(dispatcher: CollectingDispatcher, case: Any, lang: str) -> None:
@@ -940,9 +1005,12 @@ class ValidateStatusForm(IntakeValidation):
 
     def validate_verification(self, value, dispatcher, tracker, domain):
         number = tracker.get_slot("case_number")
+        if not number or not value:  # nothing to check yet: never a failure
+            return {"verification": None}
         key = f"case:{number}"
+        who = conversation_id(tracker) or tracker.sender_id
         with db_session() as session:
-            if attempts_svc.is_locked(session, key):
+            if attempts_svc.check_locked(session, key, who):
                 dispatcher.utter_message(response="utter_verification_locked")
                 return {"verification": None, "case_number": None,
                         "case_blocked": "verification"}
@@ -954,13 +1022,13 @@ class ValidateStatusForm(IntakeValidation):
                           phone=customer.phone, language=customer.language,
                           delivered_at=None), str(value or ""))
             if ok:
-                attempts_svc.reset(session, key)
+                attempts_svc.succeed(session, key, who)
                 if not tracker.get_slot("customer_verified"):
                     welcome_back(dispatcher, tracker, customer.id, exclude_case=number)
                 return {"verification": "ok", "customer_verified": True,
                         "customer_id": str(customer.id),
                         "customer_name": customer.name.split()[0], "verify_attempts": 0}
-            lasting = attempts_svc.record_failure(session, key)
+            lasting = attempts_svc.fail(session, key, who)
         # Unknown case and somebody else's case get the same answer.
         attempts = max(int(tracker.get_slot("verify_attempts") or 0) + 1, lasting)
         if attempts >= MAX_VERIFY_ATTEMPTS:

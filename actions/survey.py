@@ -13,10 +13,13 @@ from rasa_sdk.events import ActiveLoop, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.base import conversation_id, db_session
+from actions.faq import answer_in_form
 from bot.core.config import get_settings
 from bot.services import parsing, surveys
 from bot.services.conversations import Conversation
 
+STOP_INTENTS = ("deny", "goodbye", "cancel", "complain")
+STOPPED = -1  # survey_retries when the customer ended the survey half-way
 SCALES = {"survey_ces": (1, 7), "survey_nps": (0, 10), "survey_csat": (1, 5)}
 SURVEY_SLOTS = ["survey_ces", "survey_nps", "survey_csat", "survey_follow_up", "survey_comment",
                 "survey_retries"]
@@ -104,6 +107,14 @@ class ValidateSurveyForm(FormValidationAction):
                tracker: Tracker) -> dict[str, Any]:
         low, high = SCALES[slot]
         score = parsing.parse_score(str(value or ""), low, high, words=slot == "survey_ces")
+        intent = ((tracker.latest_message or {}).get("intent") or {}).get("name")
+        if score is None and intent in STOP_INTENTS:
+            # "no, gracias", "me voy": the score text is read first ("Facilísimo, un siete"
+            # is an answer whatever the intent), only then a refusal ends the survey
+            return self._stop(dispatcher, tracker, intent)
+        if score is None and intent == "ask_faq" and answer_in_form(
+                dispatcher, tracker, str(value or "")):
+            return {slot: None}
         retries = int(tracker.get_slot("survey_retries") or 0)
         if score is None and retries == 0:  # asked once more, with the scale
             dispatcher.utter_message(response="utter_survey_invalid_scale", low=low, high=high)
@@ -114,6 +125,18 @@ class ValidateSurveyForm(FormValidationAction):
                 surveys.record(session, cid, field, score)
         # a skipped question is stored as "skipped" in the slot (None in the database)
         return {slot: score if score is not None else "skipped", "survey_retries": 0}
+
+    def _stop(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+              intent: str | None) -> dict[str, Any]:
+        """End the survey from inside the form: every question left is skipped and
+        ``action_survey_done`` sees the marker and says goodbye instead of thanks."""
+        if intent == "complain":
+            dispatcher.utter_message(response="utter_complain_empathy")
+        return {"survey_ces": tracker.get_slot("survey_ces") or "skipped",
+                "survey_nps": tracker.get_slot("survey_nps") or "skipped",
+                "survey_csat": tracker.get_slot("survey_csat") or "skipped",
+                "survey_follow_up": False, "survey_comment": "skip",
+                "survey_retries": STOPPED}
 
     def validate_survey_ces(self, value, dispatcher, tracker, domain):
         return self._score("survey_ces", "ces", value, dispatcher, tracker)
@@ -164,6 +187,15 @@ class ActionSurveyDone(Action):
 
     def run(self, dispatcher, tracker, domain):
         cid = conversation_id(tracker)
+        if tracker.get_slot("survey_retries") == STOPPED:  # declined half-way
+            if cid:
+                with db_session() as session:
+                    surveys.finish(session, cid, "declined")
+            intent = ((tracker.latest_message or {}).get("intent") or {}).get("name")
+            if intent == "complain":  # empathy was said; a person takes over
+                return [SlotSet("handoff_reason", "complaint"), FollowupAction("action_handoff")]
+            dispatcher.utter_message(response="utter_survey_declined")
+            return [SlotSet(s, None) for s in SURVEY_SLOTS]
         if cid:
             with db_session() as session:
                 surveys.finish(session, cid, "completed")

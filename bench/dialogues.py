@@ -752,7 +752,14 @@ def run_all(hub_url: str, db: BenchDB, dialogues: list[Dialogue]) -> list[dict]:
         profile_for(d, demo)
     results = []
     for i, d in enumerate(dialogues, start=1):
-        r = run_dialogue(d, hub_url, db, demo)
+        try:
+            r = run_dialogue(d, hub_url, db, demo)
+        except Exception as exc:  # a bug in the bench or a broken reply: keep going
+            r = {"id": d.id, "scenario": d.scenario, "lang": d.lang, "persona": d.persona,
+                 "script": d.file, "customer": d.customer, "order": d.order, "line": d.line,
+                 "product": d.product_hint, "completed": False, "goal_reached": False,
+                 "reason": f"bench error: {type(exc).__name__}: {exc}", "turns": 0,
+                 "seconds": 0.0, "checks": [], "interjections": [], "transcript": []}
         mark = "ok  " if r["completed"] else "FAIL"
         print(f"[{i:2}/{len(dialogues)}] {mark} {d.id:34} {r['turns']:2} turns "
               f"{r['seconds']:5.1f}s {r['reason'] or ''}", flush=True)

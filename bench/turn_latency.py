@@ -10,7 +10,8 @@ The message mix is hand-off-free (a conversation handed to a person gets no bot 
 would measure nothing) and includes FAQ questions (knowledge-base search on the action
 server). Each simulated customer starts a fresh conversation after one pass over the mix,
 and again if the bot ever goes silent (e.g. it escalated after misunderstanding twice):
-such empty replies are counted in the report, not fatal.
+such empty replies are counted in the report, not fatal, and so are the hub's
+"technical problem" apologies (Rasa failed or exceeded RASA_TIMEOUT under load).
 
 Sizes via env: BENCH_SERIAL_TURNS (60), BENCH_CONCURRENCY (20), BENCH_TURNS_PER_CUSTOMER (10).
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import json
 import os
+import re
 import statistics
 import time
 import uuid
@@ -35,6 +37,8 @@ MESSAGES = [
     "how long is the warranty on a washing machine?", "thanks a lot", "what can you do?",
     "¿qué puedes hacer?",
 ]
+# the hub's apology when Rasa failed or timed out (bot/hub/texts.py "unavailable")
+UNAVAILABLE = re.compile(r"problema técnico|technical problem", re.I)
 SERIAL_TURNS = int(os.environ.get("BENCH_SERIAL_TURNS", "60"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "20"))
 TURNS_PER_CUSTOMER = int(os.environ.get("BENCH_TURNS_PER_CUSTOMER", "10"))
@@ -44,17 +48,23 @@ def _sender() -> str:
     return f"bench-{uuid.uuid4().hex}"
 
 
-def _hub_turn(client: httpx.Client, url: str, sender: str, text: str) -> bool:
-    """One turn through the hub; True when the bot answered something."""
+def _hub_turn(client: httpx.Client, url: str, sender: str, text: str) -> str:
+    """One turn through the hub: "ok", "empty" (no bot reply) or "error" (the hub's
+    technical-problem apology: Rasa failed or timed out)."""
     r = client.post(f"{url}/api/messages", json={"sender": sender, "text": text})
     r.raise_for_status()
-    return bool(r.json()["messages"])
+    messages = r.json()["messages"]
+    if not messages:
+        return "empty"
+    if any(UNAVAILABLE.search(m.get("text") or "") for m in messages):
+        return "error"
+    return "ok"
 
 
-def _rasa_turn(client: httpx.Client, url: str, sender: str, text: str) -> bool:
+def _rasa_turn(client: httpx.Client, url: str, sender: str, text: str) -> str:
     r = client.post(f"{url}/webhooks/rest/webhook", json={"sender": sender, "message": text})
     r.raise_for_status()
-    return bool(r.json())
+    return "ok" if r.json() else "empty"
 
 
 class _Customer:
@@ -63,7 +73,8 @@ class _Customer:
     def __init__(self, fn, url: str, timeout: float):
         self.fn, self.url = fn, url
         self.client = httpx.Client(timeout=timeout)
-        self.sender, self.i, self.empty = _sender(), 0, 0
+        self.sender, self.i, self.empty, self.errors = _sender(), 0, 0, 0
+        self.samples: list[float] = []
 
     def turn(self) -> float:
         if self.i and self.i % len(MESSAGES) == 0:
@@ -71,11 +82,13 @@ class _Customer:
         text = MESSAGES[self.i % len(MESSAGES)]
         self.i += 1
         t = time.perf_counter()
-        answered = self.fn(self.client, self.url, self.sender, text)
+        outcome = self.fn(self.client, self.url, self.sender, text)
         elapsed = time.perf_counter() - t
-        if not answered:
+        if outcome == "empty":
             self.empty += 1
             self.sender = _sender()
+        elif outcome == "error":
+            self.errors += 1
         return elapsed
 
 
@@ -83,7 +96,7 @@ def _pct(s: list[float], q: float) -> float:
     return s[min(len(s) - 1, round(q * (len(s) - 1)))]
 
 
-def _stats(samples: list[float], wall: float, empty: int) -> dict:
+def _stats(samples: list[float], wall: float, empty: int, errors: int) -> dict:
     s = sorted(samples)
     return {
         "turns": len(s),
@@ -92,6 +105,7 @@ def _stats(samples: list[float], wall: float, empty: int) -> dict:
         "mean_ms": round(1000 * statistics.fmean(s), 1),
         "throughput_per_s": round(len(s) / wall, 1),
         "empty_replies": empty,
+        "error_replies": errors,
     }
 
 
@@ -99,19 +113,21 @@ def _serial(fn, url: str) -> dict:
     customer = _Customer(fn, url, timeout=30)
     started = time.perf_counter()
     samples = [customer.turn() for _ in range(SERIAL_TURNS)]
-    return _stats(samples, time.perf_counter() - started, customer.empty)
+    return _stats(samples, time.perf_counter() - started, customer.empty, customer.errors)
 
 
 def _concurrent(fn, url: str) -> dict:
-    def run(_: int) -> tuple[list[float], int]:
+    def run(_: int) -> _Customer:
         customer = _Customer(fn, url, timeout=60)
-        return [customer.turn() for _ in range(TURNS_PER_CUSTOMER)], customer.empty
+        customer.samples = [customer.turn() for _ in range(TURNS_PER_CUSTOMER)]
+        return customer
 
     started = time.perf_counter()
     with cf.ThreadPoolExecutor(CONCURRENCY) as pool:
-        chunks = list(pool.map(run, range(CONCURRENCY)))
-    samples = [x for chunk, _ in chunks for x in chunk]
-    return _stats(samples, time.perf_counter() - started, sum(e for _, e in chunks))
+        customers = list(pool.map(run, range(CONCURRENCY)))
+    samples = [x for c in customers for x in c.samples]
+    return _stats(samples, time.perf_counter() - started, sum(c.empty for c in customers),
+                  sum(c.errors for c in customers))
 
 
 def _ratio(a: float, b: float) -> float | None:
@@ -157,7 +173,8 @@ def main() -> None:
             x = r[who]
             print(f"  {who:5} p50 {x['p50_ms']:7.1f} ms  p95 {x['p95_ms']:7.1f} ms  "
                   f"{x['throughput_per_s']:6.1f} turns/s  ({x['turns']} turns, "
-                  f"{x['empty_replies']} empty replies)")
+                  f"{x['empty_replies']} empty, {x['error_replies']} technical-problem "
+                  "replies)")
         rt = ratios[mode]
         print(f"  ratio hub/rasa: p50 latency x{rt['p50_latency_hub_over_rasa']}, "
               f"p95 latency x{rt['p95_latency_hub_over_rasa']}, "

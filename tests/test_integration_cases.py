@@ -291,21 +291,35 @@ def test_cannot_peek_at_an_unverified_order(stack):
     assert "no coinciden" in texts(r) and "Horno" not in texts(r)
 
 
-def test_verification_lock_survives_a_new_conversation(stack):
-    first = Chat(stack.hub_url, locale="en-GB")
-    first.say("I want to return something")
-    first.say("PED-000250")
-    assert "doesn't match" in texts(first.say("1111"))
-    assert "doesn't match" in texts(first.say("2222"))
-    second = Chat(stack.hub_url, locale="en-GB")  # a new sender does not reset the count
-    second.say("I want to return something")
-    second.say("PED-000250")
-    assert "three attempts" in texts(second.say("3333"))
-    third = Chat(stack.hub_url, locale="en-GB")
-    third.say("I want to return something")
-    third.say("PED-000250")
-    r = third.say("jorge.ramirez@example.com")  # right, but the number is locked for now
-    assert "three attempts" in texts(r) and "Silla" not in texts(r)
+def test_a_strangers_guesses_lock_only_their_own_conversation(stack):
+    """Issue 15: three wrong guesses by a stranger used to lock the real customer's order
+    for 30 minutes. Now they lock the stranger's conversation (a person takes over there);
+    the order itself locks only after many failures across conversations."""
+    stranger = Chat(stack.hub_url, locale="en-GB")
+    stranger.say("I want to return something")
+    stranger.say("PED-000250")
+    assert "doesn't match" in texts(stranger.say("1111"))
+    assert "doesn't match" in texts(stranger.say("2222"))
+    assert "three attempts" in texts(stranger.say("3333"))
+    owner = Chat(stack.hub_url, locale="en-GB")  # the real customer, meanwhile
+    owner.say("I want to return something")
+    owner.say("PED-000250")
+    r = owner.say("jorge.ramirez@example.com")
+    assert "three attempts" not in texts(r) and "doesn't match" not in texts(r), texts(r)
+
+
+def test_unknown_and_real_order_numbers_get_the_same_answers(stack):
+    """No probing: an unknown number is asked for the email like a real one, and a wrong
+    email gets the same words for both."""
+    answers = []
+    for number in ("PED-000311", "PED-987654"):
+        chat = Chat(stack.hub_url, locale="en-GB")
+        chat.say("I want to return something")
+        asked = texts(chat.say(number))
+        failed = texts(chat.say("nobody@example.com"))
+        answers.append((asked.replace(number, "N"), failed.replace(number, "N")))
+    assert answers[0] == answers[1], answers
+    assert "doesn't match" in answers[0][1]
 
 
 def test_duplicate_claim_en_and_unfit_answers_offer_a_human(stack):

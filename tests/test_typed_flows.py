@@ -174,11 +174,36 @@ def test_repeated_misunderstanding_hands_off_with_the_answers_kept(stack):
     order = new_order(stack, ["CAF-EXP", "AUR-BT"], lang="en")
     chat = Chat(stack.hub_url, locale="en-GB")
     identify(chat, order, "my coffee machine broke, I want a warranty repair", "{number}")
-    r = chat.say("zzz")
+    first = chat.say("zzz")
     r = chat.say("qwerty")
-    t = texts(r)
+    t = texts(first) + "\n" + texts(r)
     assert "nothing you told me is lost" in t, t
     with session_scope(stack.settings.database_url) as s:
         case = s.execute(select(Case).where(Case.type == "support")
                          .order_by(Case.id.desc())).scalars().first()
         assert case is not None and case.details.get("order_number") == order["number"]
+
+
+def test_strangers_asking_for_a_status_lock_nobody_out(stack):
+    """Issue 15, finding 1: "¿cómo va mi caso?" from fresh senders once counted failures
+    under one key built from an empty case number, then locked out every customer."""
+    from bot.services import cases
+
+    with session_scope(stack.settings.database_url) as s:
+        customer = Customer(name="Estado Prueba", email=f"st-{uuid.uuid4().hex[:8]}@example.com",
+                            phone="+34 600 000 555", language="es")
+        s.add(customer)
+        s.flush()
+        case = cases.open_case(s, case_type="warranty", customer_id=customer.id,
+                               language="es", category="noise", description="ruido",
+                               idempotency_key=uuid.uuid4().hex).case
+        number, email = case.number, customer.email
+    for opening in ("¿cómo va mi caso?", "/check_case_status", "estado de mi reclamación",
+                    "¿cómo va mi caso?"):
+        r = Chat(stack.hub_url, locale="es-ES").say(opening)
+        assert "por seguridad" not in texts(r), texts(r)
+        assert not CASE_RE.search(Chat.texts(r)), texts(r)  # no support case opened
+    chat = Chat(stack.hub_url, locale="es-ES")
+    chat.say(f"¿cómo va mi caso {number}?")
+    r = chat.say(email)
+    assert number.lower() in texts(r) and "por seguridad" not in texts(r), texts(r)

@@ -29,9 +29,9 @@ import numpy as np
 # Semantic decision (cosine between unit e5 vectors). e5 similarities are compressed into
 # roughly 0.70 (unrelated) … 0.95 (paraphrase); the margin separates "clearly this one" from
 # "these two are equally plausible".
-SEMANTIC_ACCEPT = 0.88
-SEMANTIC_CONSIDER = 0.87
-SEMANTIC_MARGIN = 0.01
+SEMANTIC_ACCEPT = 0.885
+SEMANTIC_CONSIDER = 0.875
+SEMANTIC_MARGIN = 0.015
 
 UNKNOWN_PHRASES = ("no se", "no lo se", "ni idea", "no estoy segur", "no sabria", "cualquiera",
                    "me da igual", "lo que sea", "da igual", "dont know", "don't know",
@@ -114,7 +114,9 @@ def _keyword_hits(t: str, keywords: Sequence[str]) -> list[str]:
         fk = fold(k)
         if not fk:
             continue
-        for m in re.finditer(rf"(?<!\w){re.escape(fk)}", t):
+        whole = fk.endswith("$")  # "golpe$": the word itself, not "golpeara"
+        fk = fk.rstrip("$")
+        for m in re.finditer(rf"(?<!\w){re.escape(fk)}" + (r"(?!\w)" if whole else ""), t):
             before = t[:m.start()].split()[-3:]
             if not fk.startswith(("no ", "not ", "ni ")) and any(w in NEGATIONS for w in before):
                 continue
@@ -126,18 +128,28 @@ def _keyword_hits(t: str, keywords: Sequence[str]) -> list[str]:
 def _spans(t: str, keywords: Sequence[str]) -> list[tuple[int, int]]:
     out = []
     for k in keywords:
-        m = re.search(rf"(?<!\w){re.escape(k)}", t)
+        whole = k.endswith("$")
+        k = k.rstrip("$")
+        m = re.search(rf"(?<!\w){re.escape(k)}" + (r"(?!\w)" if whole else ""), t)
         if m:
             out.append((m.start(), m.end()))
     return out
 
 
+# Function words never count as evidence for an option ("doesn't" is in "Doesn't fit").
+STOPWORDS = frozenset({
+    "doesn't", "doesnt", "won't", "wont", "don't", "dont", "isn't", "can't", "cannot", "about",
+    "there", "their", "these", "those", "which", "would", "could", "should", "other", "still",
+    "porque", "cuando", "desde", "hasta", "sobre", "entre", "donde", "tengo", "tiene", "estaba",
+    "quiero", "otra", "otro", "something", "really", "tambien", "pero", "because"})
+
+
 def _typo_hit(t: str, option: Option) -> bool:
-    words = [w for w in t.split() if len(w) >= 5]
+    words = [w for w in t.split() if len(w) >= 5 and w not in STOPWORDS]
     if not words:
         return False
     targets = {w for k in option.keywords + option.titles for w in fold(k).split()
-               if len(w) >= 5}
+               if len(w) >= 5 and w not in STOPWORDS}
     return any(SequenceMatcher(None, w, target).ratio() >= 0.88
                for w in words for target in targets)
 
@@ -230,7 +242,8 @@ def resolve(text: str, options: Sequence[Option], embed: Embed | None = None) ->
 
     if embed is None or sum(c.isalpha() for c in t) < 4:
         return Choice(None, "none")
-    allowed = {i for i, o in enumerate(options) if not o.fallback}
+    # a fallback option competes only through its own examples (typical "other" cases)
+    allowed = {i for i, o in enumerate(options) if not o.fallback or o.examples}
     ranked = _semantic(t, options, embed, allowed)
     if not ranked:
         return Choice(None, "none")

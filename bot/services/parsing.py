@@ -119,6 +119,18 @@ def _build(year: int, month: int, day: int) -> date | None:
         return None
 
 
+SINCE_DELIVERY = re.compile(
+    r"\b(?:desde (?:que|el dia que|el primer dia|el principio|siempre)|nada mas (?:llegar|"
+    r"recibirl)|en cuanto (?:llego|lo recibi|la recibi)|since (?:it|they|the day|day one|"
+    r"delivery|i got|we got|the start|the beginning)|from (?:day one|the start|the "
+    r"beginning|the first day)|(?:right )?out of the box|straight away|always has)")
+
+
+def since_delivery(text: str) -> bool:
+    """"Desde que llegó", "since the day it arrived": the problem started on delivery."""
+    return bool(SINCE_DELIVERY.search(fold(text)))
+
+
 def parse_date(text: str, today: date | None = None) -> date | str | None:
     """A past date from "ayer", "hace 2 semanas", "el 3 de marzo", "3/3/2026", "yesterday",
     "two weeks ago", "March 3"… ; "unknown" when the customer does not know; None when the
@@ -137,6 +149,12 @@ def parse_date(text: str, today: date | None = None) -> date | str | None:
     elif re.search(r"\b(ayer|yesterday)\b", t):
         found = today - timedelta(days=1)
     elif m := re.search(r"\b(?:hace|desde hace)\s+(?:unos?\s+|unas\s+)?(\d+|\w+)\s+(\w+)", t):
+        n = int(m.group(1)) if m.group(1).isdigit() else NUMBERS.get(m.group(1))
+        unit = UNITS.get(m.group(2))
+        if n and unit:
+            found = today - timedelta(days=n * unit)
+    elif m := re.search(r"\b(?:for|durante|lleva|llevo|llevamos|desde hace)\s+(?:the\s+)?"
+                        r"(?:last\s+|past\s+|unos?\s+|unas\s+)?(\d+|\w+)\s+(\w+)", t):
         n = int(m.group(1)) if m.group(1).isdigit() else NUMBERS.get(m.group(1))
         unit = UNITS.get(m.group(2))
         if n and unit:
@@ -172,7 +190,8 @@ def parse_date(text: str, today: date | None = None) -> date | str | None:
         year = int(m.group(3)) if m.group(3) else today.year
         year = year + 2000 if year < 100 else year
         found = _build(year, int(m.group(2)), int(m.group(1)))  # day/month, as in Spain
-    elif m := re.search(r"\b(\d{1,2})(?:st|nd|rd|th|º)?\s+(?:de\s+|of\s+)?([a-z]+)(?:\s+(?:de\s+)?(\d{4}))?", t):
+    elif m := re.search(r"\b(\d{1,2})(?:st|nd|rd|th|º)?\s+(?:de\s+|of\s+)?([a-z]+)"
+                        r"(?:\s+(?:de\s+)?(\d{4}))?", t):
         month = MONTHS.get(m.group(2))
         if month:
             found = _build(int(m.group(3) or today.year), month, int(m.group(1)))
