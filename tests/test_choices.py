@@ -57,6 +57,12 @@ def test_exact_titles_in_either_language_and_typos():
     assert pick("reparasion", "preferred_resolution").value == "repair"  # typo
 
 
+def test_whole_word_keywords_do_not_match_inside_other_words():
+    # "golpeara" is not "golpe", "dentro" is not "dent"
+    assert pick("hace un ruido raro, como si algo golpeara dentro", "problem_category"
+                ).value == "noise"
+
+
 def test_negation_is_respected():
     assert pick("no está roto, pero hace un zumbido", "problem_category").value == "noise"
 

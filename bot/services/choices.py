@@ -111,11 +111,10 @@ def _keyword_hits(t: str, keywords: Sequence[str]) -> list[str]:
     """Keywords found at a word start, skipping negated ones ("no está roto")."""
     hits = []
     for k in keywords:
-        fk = fold(k)
+        whole = k.endswith("$")  # "golpe$": the word itself, not "golpeara"
+        fk = fold(k.rstrip("$"))
         if not fk:
             continue
-        whole = fk.endswith("$")  # "golpe$": the word itself, not "golpeara"
-        fk = fk.rstrip("$")
         for m in re.finditer(rf"(?<!\w){re.escape(fk)}" + (r"(?!\w)" if whole else ""), t):
             before = t[:m.start()].split()[-3:]
             if not fk.startswith(("no ", "not ", "ni ")) and any(w in NEGATIONS for w in before):
@@ -129,7 +128,7 @@ def _spans(t: str, keywords: Sequence[str]) -> list[tuple[int, int]]:
     out = []
     for k in keywords:
         whole = k.endswith("$")
-        k = k.rstrip("$")
+        k = fold(k.rstrip("$"))
         m = re.search(rf"(?<!\w){re.escape(k)}" + (r"(?!\w)" if whole else ""), t)
         if m:
             out.append((m.start(), m.end()))
