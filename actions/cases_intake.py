@@ -135,6 +135,9 @@ def is_verified(tracker: Tracker) -> bool:
     return bool(number) and tracker.get_slot("verified_order") == number
 
 
+# Intents that leave a question with buttons when the words are no option: the form ends
+# and the submit action says why (case_blocked).
+LEAVING = {"cancel": "cancelled", "request_human": "human", "complain": "complaint"}
 QUESTION_CUES = re.compile(
     r"^(?:y |and |pero |but |oye |una pregunta |por cierto |btw )?(?:cuant|cuand|como |donde|"
     r"que |qué |puedo|se puede|hay |teneis|tienen|how|when|where|what|can i|do you|is there|"
@@ -210,14 +213,16 @@ class IntakeValidation(FormValidationAction):
         answered, then the form asks again; no fit → "other" with their words where the
         question has one, else a hint and, the second time, a person."""
         values = [o.value for o in options]
-        text = str(value or "")
-        if text in values:
-            return self.chosen(slot, text)
-        entity = next(iter(tracker.get_latest_entity_values(slot)), None)
-        if entity in values:
-            return self.chosen(slot, entity)
-        if text.startswith("/"):  # another question's button
+        said = str((tracker.latest_message or {}).get("text") or "")
+        if said.startswith("/") or not said:  # a button (its value), or no text at all
+            text = str(value or "")
+            entity = next(iter(tracker.get_latest_entity_values(slot)), None)
+            for candidate in (text, entity):
+                if candidate in values:
+                    return self.chosen(slot, candidate)
             return self.invalid(dispatcher, tracker, slot, hint)
+        # Typed: the customer's own words, not an entity the NLU guessed from them
+        text = said
         pending = str(tracker.get_slot("choice_candidates") or "").split("|")
         if pending[0] == slot and len(pending) > 2:
             narrowed = [o for o in options if o.value in pending[1:]]
@@ -226,8 +231,10 @@ class IntakeValidation(FormValidationAction):
                 return self.chosen(slot, found.value)
         found = choices.resolve(text, options, choices.default_embed)
         intent = ((tracker.latest_message or {}).get("intent") or {})
-        if intent.get("name") == "cancel" and found.how not in ("exact", "position", "keyword"):
-            return {slot: None, "case_blocked": "cancelled"}  # "déjalo", "olvídalo"
+        if found.how not in ("exact", "position", "keyword") and \
+                float(intent.get("confidence") or 0) >= 0.5 and intent.get("name") in LEAVING:
+            # "déjalo", "pásame con alguien", "esto es una vergüenza": not an answer
+            return {slot: None, "case_blocked": LEAVING[intent["name"]]}
         question = is_question(tracker, text)
         if question and found.how not in ("exact", "position") and answer_in_form(
                 dispatcher, tracker, text):
@@ -402,11 +409,12 @@ class IntakeValidation(FormValidationAction):
         if field in CHOICE_KINDS:
             found = choices.resolve(text, options_for(field))  # words only, no guessing
             if found.found and found.value != current and found.how != "position":
-                if field == "return_reason":
-                    return self.validate_return_reason(found.value, dispatcher, tracker, {})
-                if field == "return_type":
-                    return self.validate_return_type(found.value, dispatcher, tracker, {})
-                return {field: found.value}
+                change = self.chosen(field, found.value)
+                if field == "return_reason" and hasattr(self, "reason_rules"):
+                    return self.reason_rules(change, dispatcher, tracker)
+                if field == "return_type" and found.value == "return":
+                    change["exchange_for"] = None
+                return change
         return None
 
     def pick_field(self, confirm_slot: str, fields: list[str], value: Any,
@@ -576,8 +584,12 @@ class ValidateReturnForm(IntakeValidation):
         return self.check_line(order, line, "return", dispatcher, tracker)
 
     def validate_return_reason(self, value, dispatcher, tracker, domain):
-        result = self.choose("return_reason", options_for("return_reason"), value,
-                             dispatcher, tracker)
+        return self.reason_rules(self.choose("return_reason", options_for("return_reason"),
+                                             value, dispatcher, tracker), dispatcher, tracker)
+
+    def reason_rules(self, result: dict[str, Any], dispatcher: CollectingDispatcher,
+                     tracker: Tracker) -> dict[str, Any]:
+        """The return window, unless it arrived damaged (then it is a warranty matter)."""
         found = result.get("return_reason")
         if not found:
             return result
@@ -798,6 +810,16 @@ class _SubmitCase(Action, metaclass=ABCMeta):
             return [SlotSet("case_blocked", None), SlotSet("invalid_attempts", 0),
                     SlotSet("choice_candidates", None), SlotSet("handoff_reason", "fallback"),
                     FollowupAction("action_handoff")]
+        if reason in ("human", "complaint"):
+            # asked for a person, or complained, at a question with buttons: a person takes
+            # over with the answers so far (as the rules do for the other questions)
+            if reason == "complaint":
+                dispatcher.utter_message(response="utter_complain_empathy")
+            record_outcome(tracker, "form_cancelled")
+            return [SlotSet("case_blocked", None), SlotSet("invalid_attempts", 0),
+                    SlotSet("choice_candidates", None),
+                    SlotSet("handoff_reason", "request_human" if reason == "human"
+                            else "complaint"), FollowupAction("action_handoff")]
         if reason == "cancelled":
             record_outcome(tracker, "form_cancelled")
             dispatcher.utter_message(response="utter_form_cancelled")

