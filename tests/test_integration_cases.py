@@ -347,4 +347,4 @@ def test_duplicate_claim_en_and_unfit_answers_hand_over(stack):
     assert "PED-000123" in texts(r)  # re-asked once, with an example
     r = other.say("999")
     # then a person takes over, with what was said (the form is over; nothing is lost)
-    assert "nothing you told me is lost" in texts(r) and "SOP-" in texts(r), texts(r)
+    assert "Nothing you told me is lost" in texts(r) and "SOP-" in texts(r), texts(r)

@@ -191,6 +191,17 @@ def test_a_killed_hub_is_restarted(launcher):
     assert "problema técnico" not in Chat.texts(Chat(launcher.hub_url).say("hola"))
 
 
+def _bindable(port: int) -> bool:
+    """The kernel may need a moment after the last owner died to release a listening port."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def test_killing_the_launcher_outright_takes_the_children_along(launcher):
     children = _children(launcher.proc.pid)
     assert len(children) == 3
@@ -199,9 +210,7 @@ def test_killing_the_launcher_outright_takes_the_children_along(launcher):
     _wait_for(lambda: not [pid for pid in children if _alive(pid)], 10,
               "every child gone")
     for port in ("HUB_PORT", "RASA_PORT", "ACTION_PORT"):  # free for the next `make run`
-        with socket.socket() as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind(("127.0.0.1", int(launcher.env[port])))
+        _wait_for(lambda p=int(launcher.env[port]): _bindable(p), 15, f"{port} free again")
 
 
 def test_a_busy_port_is_named_with_its_process(tmp_path):
