@@ -67,6 +67,11 @@ def test_negation_is_respected():
     assert pick("no está roto, pero hace un zumbido", "problem_category").value == "noise"
 
 
+def test_negation_scope_is_short():
+    found = pick("no es lo que salía en las fotos de la web", "return_reason")
+    assert found.value == "not_as_described"
+
+
 def test_two_different_reasons_ask_which_one():
     found = pick("no es como en la foto y además llegó con un golpe", "return_reason")
     assert found.ambiguous

@@ -116,7 +116,9 @@ def _keyword_hits(t: str, keywords: Sequence[str]) -> list[str]:
         if not fk:
             continue
         for m in re.finditer(rf"(?<!\w){re.escape(fk)}" + (r"(?!\w)" if whole else ""), t):
-            before = t[:m.start()].split()[-3:]
+            # negation scope: the two words before ("no está roto", "isn't broken"), not a
+            # whole clause ("not what the photos showed" is about the photos)
+            before = t[:m.start()].split()[-2:]
             if not fk.startswith(("no ", "not ", "ni ")) and any(w in NEGATIONS for w in before):
                 continue
             hits.append(fk)
