@@ -24,9 +24,7 @@ from actions.base import (
     message_metadata,
     record_outcome,
 )
-from actions.faq import answer_in_form
-from actions.faq import knowledge_base as faq_kb
-from actions.faq import respond as faq_respond
+from actions.faq import answer_in_form, knowledge_base, respond
 from bot.core.config import get_settings
 from bot.db.models import Attachment, Customer
 from bot.services import cases, choices, parsing, uploads
@@ -941,10 +939,6 @@ class ActionCancelForm(Action):
         return [ActiveLoop(None), SlotSet("requested_slot", None), *reset_flow_events()]
 
 
-def faq_search(text: str, lang: str):
-    return faq_kb().search(text, lang)
-
-
 class ActionRouteRequest(Action):
     """Before a claim or return form starts: "¿cuántos días tengo para devolver algo?" is a
     question, not a request. When it reads as an information question and the knowledge base
@@ -959,10 +953,10 @@ class ActionRouteRequest(Action):
         if text.startswith("/") or not is_question(tracker, text, intent_free=True):
             return []
         lang = language_of(tracker)
-        result = faq_search(text, lang)
+        result = knowledge_base().search(text, lang)
         if result.decision != "answer":
             return []
-        return [*faq_respond(dispatcher, result, lang), FollowupAction("action_listen")]
+        return [*respond(dispatcher, result, lang), FollowupAction("action_listen")]
 
 
 # --- case status -----------------------------------------------------------------------------

@@ -237,3 +237,29 @@ def test_bad_answers_mid_form_are_answered_politely_and_nothing_is_lost(stack):
     assert "heat" in case.description
     r = chat.say("12")  # CES is 1-7: asked again with the scale
     assert "1" in Chat.texts(r) and "7" in Chat.texts(r), texts(r)
+
+
+def test_return_typed_en_and_exchange_typed_es(stack):
+    """The return form finished by typing in the other language of each earlier test."""
+    order = new_order(stack, ["AUR-BT"], days_ago=4, lang="en")
+    chat = Chat(stack.hub_url, locale="en-GB")
+    identify(chat, order, "I'd like to return the headphones I got last week", "{number}")
+    r = chat.say("honestly I just don't like how they sound")
+    assert "rather return it" in texts(r), texts(r)
+    chat.say("just give me the money back")
+    r = chat.say("yes, go ahead")
+    case = case_of(stack, r)
+    assert case.type == "return" and case.category == "changed_mind"
+
+    order = new_order(stack, ["COL-150"], days_ago=6)
+    chat = Chat(stack.hub_url, locale="es-ES")
+    identify(chat, order, "quiero cambiar el colchón que me trajeron", "{number}")
+    r = chat.say("es demasiado grande para mi cama")
+    assert "devolverlo (te reembolsamos) o cambiarlo" in texts(r), texts(r)
+    r = chat.say("prefiero cambiarlo por otro")
+    assert "por cuál lo quieres cambiar" in texts(r), texts(r)
+    chat.say("el de 135x190")
+    r = chat.say("sí, perfecto")
+    case = case_of(stack, r)
+    assert case.type == "exchange" and case.category == "doesnt_fit"
+    assert "135x190" in case.description
