@@ -110,6 +110,8 @@ class Conversation(Base):
     claimed_at = Column(DateTime, nullable=True)
     handoff_ended_at = Column(DateTime, nullable=True)  # agent closed or customer left queue
     team = Column(String(32), nullable=False, default="postventa")
+    # set when the words were removed (privacy erase or RETENTION_DAYS); times stay for KPIs
+    transcript_erased_at = Column(DateTime, nullable=True)
     customer = relationship("Customer")
 
 
@@ -316,3 +318,17 @@ class ChannelLink(Base):
     expires_at = Column(DateTime, nullable=False)
     used_at = Column(DateTime, nullable=True)
     used_by = Column(String(128), nullable=True)
+
+
+class AuditEntry(Base):
+    """Who did what to personal data: staff opening a conversation, exports, erasures,
+    retention runs. The subject of a privacy action is a hash of the identifier, never the
+    identifier itself (an erased person's email must not survive in the audit log)."""
+
+    __tablename__ = "audit_log"
+    id = Column(Integer, primary_key=True)
+    at = Column(DateTime, nullable=False, default=utcnow, index=True)
+    actor = Column(String(64), nullable=False)  # staff username | "cli" | "retention"
+    action = Column(String(40), nullable=False)  # conversation.view | privacy.export | ...
+    subject = Column(String(80), nullable=True)
+    details = Column(JSON, nullable=True)

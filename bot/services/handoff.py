@@ -29,6 +29,7 @@ from bot.db.models import (
     utcnow,
 )
 from bot.services import cases as cases_svc
+from bot.services import audit
 from bot.services import conversations as convs
 
 REASONS = ("request_human", "complaint", "fallback", "not_solved", "verification_failed",
@@ -131,7 +132,11 @@ def wait_estimate_minutes(session: Session, conv: Conversation) -> int | None:
 # ---- agent side -----------------------------------------------------------------------
 
 def _visible(conv: Conversation, agent: StaffUser) -> bool:
-    return agent.role == "admin" or conv.team == agent.team
+    """Admins see every conversation; an agent sees those of their team that were handed to
+    a person — a conversation the bot handled alone is none of an agent's business."""
+    if agent.role == "admin":
+        return True
+    return conv.team == agent.team and conv.escalated_at is not None
 
 
 def get_for_agent(session: Session, conversation_id: int, agent: StaffUser) -> Conversation:
@@ -336,6 +341,9 @@ def queue_rows(session: Session, agent: StaffUser) -> list[dict[str, Any]]:
 
 def detail(session: Session, conversation_id: int, agent: StaffUser) -> dict[str, Any]:
     conv = get_for_agent(session, conversation_id, agent)
+    audit.record_view(session, agent.username, f"conversation:{conv.id}",
+                      {"customer_id": conv.customer_id, "escalated": conv.escalated_at
+                       is not None})
     related = [conv]
     if conv.customer_id:
         related = list(session.execute(

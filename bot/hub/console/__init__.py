@@ -1,5 +1,8 @@
-"""The agents' console (hand-off to humans): ``router`` is mounted by the hub's app."""
+"""The staff console (hand-off to humans, data rights): ``router`` is mounted by the hub."""
 
+from bot.hub.console.privacy import router as privacy_router
 from bot.hub.console.routes import router
+
+router.include_router(privacy_router)
 
 __all__ = ["router"]

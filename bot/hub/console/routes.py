@@ -50,6 +50,7 @@ _STATIC_FILES = {
     "console.js": "text/javascript; charset=utf-8",
     "console.css": "text/css; charset=utf-8",
     "login.js": "text/javascript; charset=utf-8",
+    "privacy.js": "text/javascript; charset=utf-8",
 }
 HEARTBEAT_SECONDS = 15.0
 POLL_SECONDS = 1.0  # how often a quiet event stream checks for a gone client

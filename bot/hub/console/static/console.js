@@ -693,6 +693,7 @@
       state.csrf = me.csrf_token;
       $("me").textContent = me.username + " · " + (me.role === "admin" ? "admin" : "agente")
         + " · " + me.team;
+      $("privacy-link").hidden = me.role !== "admin";
       connect();
       return refreshQueue();
     }).then(function () {
