@@ -13,8 +13,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import subprocess
-import sys
 import time
 import uuid
 import zipfile
@@ -26,7 +24,6 @@ import pytest
 from PIL import Image
 from sqlalchemy import MetaData, select
 
-from bot.core.config import ROOT
 from bot.db.migrate import upgrade
 from bot.db.models import (
     Attachment,
@@ -44,7 +41,8 @@ from bot.db.models import (
 )
 from bot.db.session import engine_for, session_scope
 from bot.services import privacy
-from tests.conftest import Chat, free_port, run_cli
+from tests.conftest import Chat, run_cli
+from tests.hub_process import run_hub
 from tests.test_console_auth import ConsoleClient, make_staff
 from tests.test_typed_flows import CASE_RE, texts
 
@@ -382,28 +380,15 @@ def test_the_hub_applies_retention_by_itself(tmp_path):
     for path in files.values():
         path.write_bytes(png_bytes())
 
-    port = free_port()
-    env = {**os.environ, "DATABASE_URL": db, "RASA_URL": f"http://127.0.0.1:{free_port()}",
-           "RASA_TOKEN": "t" * 16, "RETENTION_DAYS": "30", "UPLOAD_DIR": str(uploads),
-           "RASA_TRACKER_URL": f"sqlite:///{tmp_path / 'tracker.db'}",
-           "TELEGRAM_BOT_TOKEN": ""}
-    log = tmp_path / "hub.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "bot.hub.app:create_app",
-             "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
+    with run_hub(tmp_path, db, RETENTION_DAYS="30", UPLOAD_DIR=str(uploads)) as hub:
         deadline = time.monotonic() + 60
         while True:
             with session_scope(db) as s:
                 if s.get(Conversation, old_id).transcript_erased_at is not None:
                     break
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            assert hub.proc.poll() is None and time.monotonic() < deadline, \
+                hub.log.read_text()[-3000:]
             time.sleep(0.5)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
     with session_scope(db) as s:
         texts_left = {m.conversation_id: m.text for m in s.execute(select(Message)).scalars()}
         assert texts_left == {old_id: "", new_id: "hola de nuevo"}

@@ -73,6 +73,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "es": "No he podido aceptar esa imagen (usa JPEG, PNG o WebP de hasta 5 MB).",
         "en": "I couldn't accept that image (please use JPEG, PNG or WebP up to 5 MB).",
     },
+    "tg_photo_storage_full": {
+        "es": "Ahora mismo no puedo guardar fotos. Puedes seguir sin ella o enviarla más tarde.",
+        "en": "I can't store photos right now. You can carry on without it or send it later.",
+    },
     "tg_link_invalid": {
         "es": (
             "Ese enlace ya no es válido (caduca a los pocos minutos y solo sirve una vez). "
@@ -112,6 +116,12 @@ TEXTS: dict[str, dict[str, str]] = {
                "de la cola."),
         "en": ("Got it, the person who helps you will see it. You are still number {position} "
                "in the queue."),
+    },
+    "saved_while_closed": {
+        "es": ("Guardado. El equipo lo leerá en cuanto vuelva ({back}) y te responderá por "
+               "aquí. Si ya no lo necesitas, escribe «déjalo»."),
+        "en": ("Saved. The team will read it as soon as they're back ({back}) and answer you "
+               "here. If you no longer need it, just say \"never mind\"."),
     },
     "left_queue": {
         "es": ("De acuerdo, te he sacado de la cola. Si necesitas algo más, aquí sigo: "

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -244,12 +245,10 @@ class TurnService:
         """Where the customer stands: position and an honest estimate, or when we open."""
         now = utcnow()
         if not self.schedule.is_open(now):
-            back = self.schedule.next_opening(now)
-            lang = conv.language
-            when = (f"{texts.WEEKDAYS[lang][back.weekday()]} {back:%d/%m %H:%M}"
-                    if back is not None else "—")
-            return {"text": texts.text("queue_closed", lang, hours=self.settings.support_hours,
-                                       back=when), "queue": {"open": False}}
+            return {"text": texts.text("queue_closed", conv.language,
+                                       hours=self.settings.support_hours,
+                                       back=self._back(conv.language, now)),
+                    "queue": {"open": False}}
         position = handoff_svc.queue_position(session, conv) or 1
         minutes = handoff_svc.wait_estimate_minutes(session, conv) or 1
         return {"text": texts.text("queue_position", conv.language, position=position,
@@ -278,11 +277,25 @@ class TurnService:
                       and "queue" not in (last.payload or {})
                       and (utcnow() - last.created_at).total_seconds() < 60)
             position = handoff_svc.queue_position(session, conv)
-            if not recent and position and self.schedule.is_open(utcnow()):
+            now = utcnow()
+            if recent:
+                pass  # acknowledged a moment ago; the words are in the agent's transcript
+            elif not self.schedule.is_open(now):
+                # nobody will read it before we open: say so, never answer with silence
+                result = self._reply_system(session, conv, inbound, "saved_while_closed",
+                                            back=self._back(conv.language, now))
+                result.status = conv.status
+            elif position:
                 result = self._reply_system(session, conv, inbound, "still_waiting",
                                             position=position)
                 result.status = conv.status
         return result
+
+    def _back(self, lang: str, now: datetime) -> str:
+        """When the team is back, in the customer's words ("lunes 30/11 09:00")."""
+        back = self.schedule.next_opening(now)
+        return (f"{texts.WEEKDAYS[lang][back.weekday()]} {back:%d/%m %H:%M}"
+                if back is not None else "—")
 
     def _wants_to_leave(self, text: str) -> bool:
         if _LEAVE_RE.search(text):
