@@ -182,6 +182,37 @@ def test_a_killed_action_server_is_restarted(launcher):
     assert "actions exited" in (launcher.log_dir / "stack.log").read_text()
 
 
+def test_a_turn_retried_after_the_action_server_died_counts_once(launcher):
+    """The action server dies: Rasa still saves the customer's message (the action's events
+    are lost) and the customer gets the apology. Resending the same message (same id) once it
+    is back must be ONE message in the conversation, not two (a form would count an answer,
+    or a miss, twice)."""
+    chat = Chat(launcher.hub_url, locale="es")
+    assert "problema técnico" not in Chat.texts(chat.say("hola"))
+    old = launcher.child("rasa_sdk")
+    os.kill(old, signal.SIGKILL)
+    _wait_for(lambda: httpx.get(f"{launcher.hub_url}/healthz", timeout=10).status_code == 503,
+              15, "/healthz saying the action server is down", step=0.2)
+    words = "quiero devolver un producto"
+    failed = chat.say(words, message_id="retry-after-crash-1")
+    assert "problema técnico" in Chat.texts(failed), Chat.texts(failed)
+    rasa = f"http://127.0.0.1:{launcher.env['RASA_PORT']}"
+    headers = {"X-Rasa-Token": launcher.env["RASA_TOKEN"]}
+
+    def said() -> int:
+        tracker = httpx.get(f"{rasa}/conversations/{chat.sender}/tracker", headers=headers,
+                            params={"include_events": "APPLIED"}, timeout=10).json()
+        return sum(1 for e in tracker["events"] if e["event"] == "user" and e["text"] == words)
+
+    assert said() == 1  # Rasa kept the failed turn
+    _wait_for(lambda: httpx.get(f"{launcher.hub_url}/healthz").status_code == 200, 60,
+              "the action server back")
+    again = chat.say(words, message_id="retry-after-crash-1")
+    assert "problema técnico" not in Chat.texts(again), Chat.texts(again)
+    assert "ped-" in Chat.texts(again).lower()  # the return starts: "which order?"
+    assert said() == 1
+
+
 def test_a_killed_hub_is_restarted(launcher):
     old = launcher.child("uvicorn")
     os.kill(old, signal.SIGKILL)

@@ -26,6 +26,45 @@ def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_db_backup(args: argparse.Namespace, settings: Settings) -> int:
+    """Case database + Rasa tracker + photos into one archive (format: bot/db/backup.py)."""
+    from pathlib import Path
+
+    from bot.db import backup
+    from bot.services.uploads import upload_dir
+
+    try:
+        report = backup.backup(settings, Path(args.file), uploads=upload_dir(settings),
+                               force=args.force)
+    except backup.BackupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    for note in report.notes:
+        print(f"note: {note}")
+    print(f"backup written to {report.path} ({report.path.stat().st_size} bytes, mode 0600: "
+          f"personal data): {report.parts()}")
+    return 0
+
+
+def cmd_db_restore(args: argparse.Namespace, settings: Settings) -> int:
+    """Replace the current data with a backup's; the stack must be stopped."""
+    from pathlib import Path
+
+    from bot.db import backup
+    from bot.services.uploads import upload_dir
+
+    try:
+        report = backup.restore(settings, Path(args.file), uploads=upload_dir(settings))
+    except backup.BackupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    for note in report.notes:
+        print(f"note: {note}")
+    print(f"restored from {report.path} (made {report.manifest['created_at']}): "
+          f"{report.parts()}")
+    return 0
+
+
 def cmd_setup(args: argparse.Namespace, settings: Settings) -> int:
     """Everything the stack needs in the database: schema, demo data, KB, first admin."""
     from bot.db.migrate import upgrade
@@ -357,6 +396,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_cmd", required=True)
     db.add_parser("upgrade", help="apply migrations").set_defaults(func=cmd_db_upgrade)
+    db_backup = db.add_parser("backup", help="case database, Rasa tracker and photos into "
+                                             "one archive (safe while running)")
+    db_backup.add_argument("file")
+    db_backup.add_argument("--force", action="store_true", help="overwrite FILE")
+    db_backup.set_defaults(func=cmd_db_backup)
+    db_restore = db.add_parser("restore", help="replace all data with a backup's (stop the "
+                                               "stack first)")
+    db_restore.add_argument("file")
+    db_restore.set_defaults(func=cmd_db_restore)
 
     sub.add_parser("setup", help="migrate, load demo data, create first admin").set_defaults(
         func=cmd_setup)

@@ -58,6 +58,7 @@ class Settings:
     order_api_token: str = ""
     order_api_timeout: float = 3.0
     upload_max_bytes: int = 5_000_000  # photos customers attach to a claim
+    upload_dir: str = ""  # where those photos are stored (var/uploads; relative: under ROOT)
     max_body_bytes: int = 1_000_000  # any other request body (JSON, forms, webhooks)
     survey_csat: bool = False  # also ask CSAT (1-5) in the closing survey
     secret_key: str = ""

@@ -51,6 +51,27 @@ class RasaClient:
             raise RasaUnavailable(f"unexpected reply {data!r:.200}")
         return data
 
+    def revert_if_latest(self, sender: str, inbound_id: int) -> bool:
+        """Undo a failed turn that Rasa did record (its user message carries our
+        ``inbound_id`` in the metadata), so that retrying it is not a second message: a
+        crashed action loses its events but Rasa still saves the turn. ``rewind`` takes the
+        tracker back to just before that message. Nothing is undone when the failed turn never
+        reached the tracker (Rasa was down): the previous, good turn stays."""
+        try:
+            resp = self._http.get(self._tracker_url(sender, "tracker"),
+                                  params={**self._query, "include_events": "NONE"})
+            resp.raise_for_status()
+            latest = (resp.json() or {}).get("latest_message") or {}
+        except (httpx.HTTPError, ValueError) as exc:
+            raise RasaUnavailable(str(exc)) from exc
+        if (latest.get("metadata") or {}).get("inbound_id") != inbound_id:
+            return False
+        # rewind also drops the action_listen before that message: put it back, or the
+        # retried message would look like one the bot never waited for
+        self.append_events(sender, [{"event": "rewind"},
+                                    {"event": "action", "name": "action_listen"}])
+        return True
+
     def append_events(self, sender: str, events: list[dict[str, Any]]) -> None:
         """Append events, stamped now and in order.
 

@@ -187,10 +187,14 @@ class TurnService:
             if new_session:
                 conv.rasa_language = None
             slots = {"language": conv.language} if conv.rasa_language != conv.language else {}
+            if earlier is not None and not new_session:
+                # a retry is not a second message (first: the slots below come after it)
+                self.rasa.revert_if_latest(sender, inbound.id)
             self.rasa.prepare_turn(sender, new_session=new_session, slots=slots)
             conv.rasa_language = conv.language
             conv.rasa_session_started = True
             replies = self.rasa.send(sender, text[: s.nlu_max_chars], {
+                "inbound_id": inbound.id,
                 "channel": channel,
                 "language": conv.language,
                 "locale": metadata.get("locale"),

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from bot.core.config import VAR_DIR
+from bot.core.config import ROOT, VAR_DIR, Settings, get_settings
 from bot.db.models import Attachment
 
-UPLOAD_DIR = VAR_DIR / "uploads"
+UPLOAD_DIR = VAR_DIR / "uploads"  # the default of the UPLOAD_DIR setting
 _SIGNATURES = (
     (b"\xff\xd8\xff", "image/jpeg", "jpg"),
     (b"\x89PNG\r\n\x1a\n", "image/png", "png"),
@@ -25,6 +25,15 @@ _SIGNATURES = (
 
 MAX_PIXELS = 50_000_000  # a larger picture is refused before it is decoded (decompression bomb)
 _PIL_FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP"}
+
+
+def upload_dir(settings: Settings | None = None) -> Path:
+    """Where photos live: the UPLOAD_DIR setting (backups and tests point it elsewhere)."""
+    configured = (settings or get_settings()).upload_dir
+    if not configured:
+        return UPLOAD_DIR
+    path = Path(configured)
+    return path if path.is_absolute() else ROOT / path
 
 
 class UploadRejected(ValueError):
@@ -43,7 +52,7 @@ def sniff(data: bytes) -> tuple[str, str] | None:
 
 
 def store_image(session: Session, data: bytes, *, conversation_id: int | None,
-                max_bytes: int, directory: Path = UPLOAD_DIR) -> Attachment:
+                max_bytes: int, directory: Path | None = None) -> Attachment:
     if not data:
         raise UploadRejected("empty file", 422)
     if len(data) > max_bytes:
@@ -53,6 +62,7 @@ def store_image(session: Session, data: bytes, *, conversation_id: int | None,
         raise UploadRejected("only JPEG, PNG or WebP photos are accepted", 415)
     content_type, ext = kind
     decode_check(data, content_type)
+    directory = directory or upload_dir()
     directory.mkdir(parents=True, exist_ok=True)
     attachment_id = secrets.token_hex(16)
     path = directory / f"{attachment_id}.{ext}"
