@@ -5,6 +5,7 @@ removed by `python -m bot demo clear`. Deterministic (seeded) so reports are rep
 from __future__ import annotations
 
 import random
+import secrets
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -34,8 +35,10 @@ def load(session: Session, now: datetime | None = None, count: int = 140) -> int
         outcome = rng.choices(outcomes, weights)[0]
         channel = rng.choice(["web", "web", "telegram"])
         lang = customer.language if customer else rng.choice(["es", "es", "es", "en"])
+        rng.getrandbits(40)  # (the draw the sender once took: the rest of the data is unchanged)
         conv = Conversation(
-            sender=f"demo-{i:04d}-{rng.getrandbits(40):010x}", channel=channel, language=lang,
+            # unguessable: a sender id is the key to a conversation's history (widget resume)
+            sender=f"demo-{secrets.token_urlsafe(24)}", channel=channel, language=lang,
             language_source="locale", customer_id=customer.id if customer else None,
             status="closed", outcome=outcome, started_at=started,
             last_activity_at=started + timedelta(minutes=rng.randint(2, 15)),
