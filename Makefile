@@ -1,5 +1,6 @@
 # The two commands: `make run` and `make test`. Both bootstrap whatever is missing first.
-.PHONY: run test train bench bench-dialogues bench-nlu bench-faq lint bootstrap lock clean
+# `make security`: the attack and fault set of issue 15 against the started processes, as a table
+.PHONY: security run test train bench bench-dialogues bench-nlu bench-faq lint bootstrap lock clean
 
 PY := .venv/bin/python
 
@@ -14,6 +15,10 @@ test: bootstrap
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: the suite did not load" >&2; fi; \
 	  exit $$rc
+
+security: bootstrap
+	@scripts/ensure_chromium.sh
+	@$(PY) -m pytest -m security --security-report -q $(PYTEST_ARGS)
 
 train: bootstrap
 	@$(PY) -m bot train

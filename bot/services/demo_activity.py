@@ -29,7 +29,7 @@ def load(session: Session, now: datetime | None = None, count: int = 140) -> int
                      .scalars())
     has_orders = session.execute(select(OrderLine.id).limit(1)).first() is not None
     outcomes, weights = zip(*OUTCOMES, strict=True)
-    for i in range(count):
+    for _ in range(count):
         started = now - timedelta(days=rng.uniform(0.5, 90), minutes=rng.randint(0, 600))
         customer = rng.choice(customers) if customers and rng.random() < 0.7 else None
         outcome = rng.choices(outcomes, weights)[0]

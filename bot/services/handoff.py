@@ -28,8 +28,8 @@ from bot.db.models import (
     StaffUser,
     utcnow,
 )
-from bot.services import cases as cases_svc
 from bot.services import audit
+from bot.services import cases as cases_svc
 from bot.services import conversations as convs
 
 REASONS = ("request_human", "complaint", "fallback", "not_solved", "verification_failed",
