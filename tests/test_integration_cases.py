@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from bot.db.models import Attachment, Case, CaseEvent, Conversation, SurveyResponse
 from bot.db.session import session_factory
+from bot.services import conversations as convs
 from bot.services.language import detect
 from tests.conftest import Chat
 
@@ -265,6 +266,13 @@ def test_uploads_refuse_what_is_not_a_photo(stack):
     chat = Chat(stack.hub_url, sender="upload-test-000000001")
     chat.say("hola")
     sender = {"sender": chat.sender}
+    unasked = httpx.post(url, params=sender, content=PNG, headers={"content-type": "image/png"})
+    assert unasked.status_code == 409  # photos only when the flow asks for one
+    assert unasked.json()["error"] == "photo_not_expected"
+    with db(stack) as s:  # the bot asks for a photo, as the warranty form does
+        convs.add_message(s, convs.latest_for_sender(s, chat.sender), direction="out",
+                          author="bot", text="¿Tienes una foto?", payload={"expects": "photo"})
+        s.commit()
     html = b"<html><script>alert(1)</script></html>"
     r = httpx.post(url, params=sender, content=html, headers={"content-type": "image/png"})
     assert r.status_code == 415  # judged by content, not by the declared type

@@ -58,6 +58,9 @@ class Settings:
     order_api_token: str = ""
     order_api_timeout: float = 3.0
     upload_max_bytes: int = 5_000_000  # photos customers attach to a claim
+    # all stored photos together (sum of their sizes): beyond it uploads get 507, the operator
+    # a warning — a full disk would stop the database, not only the photos
+    upload_quota_bytes: int = 2_000_000_000
     upload_dir: str = ""  # where those photos are stored (var/uploads; relative: under ROOT)
     max_body_bytes: int = 1_000_000  # any other request body (JSON, forms, webhooks)
     survey_csat: bool = False  # also ask CSAT (1-5) in the closing survey
@@ -70,7 +73,8 @@ class Settings:
     telegram_api_url: str = "https://api.telegram.org"  # a local fake Bot API in tests
     telegram_link_ttl: int = 600  # seconds a widget → Telegram hand-over link stays valid
     # Web widget: other sites allowed to embed it (comma-separated origins; empty = same
-    # origin only) and how fast one customer may send (burst, then messages per second).
+    # origin only) and how fast one customer may send (burst, then messages per second; the
+    # same budget for the widget's sockets, the turn API and photo uploads).
     widget_origins: str = ""
     # Origins (scheme://host[:port]) at which people reach the hub by name, comma-separated:
     # the console accepts logins only from these, IP addresses and localhost (DNS rebinding)
@@ -81,6 +85,14 @@ class Settings:
     support_timezone: str = "Europe/Madrid"
     widget_rate_burst: int = 8
     widget_rate_per_second: float = 2.0
+    # The same per client address (all senders behind it together). Generous: a shop's or a
+    # carrier's NAT puts many real customers behind one address (see bot/hub/rate_limit.py).
+    ip_rate_burst: int = 60
+    ip_rate_per_second: float = 10.0
+    # Redis shared by several hub processes (their rate limits then add up to one budget);
+    # empty = limits kept in the process's memory. Keys start with the prefix.
+    redis_url: str = ""
+    redis_key_prefix: str = "postventa:"
     log_level: str = "INFO"
     log_dir: str = ""  # where `python -m bot run` writes the processes' logs (var/log)
     # Rasa's token goes in a header (understood by `python -m bot.rasa_entry`); set this only

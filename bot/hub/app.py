@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI
 
 from bot.core.config import Settings, _env, get_settings
 from bot.db.session import session_factory
-from bot.hub import console
+from bot.hub import console, rate_limit
 from bot.hub.channels.telegram import TelegramChannel
 from bot.hub.channels.web import WebConnections
 from bot.hub.handoff import HandoffHub
@@ -37,6 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessions = session_factory(settings.database_url)
         app.state.turns = TurnService(settings, rasa, app.state.sessions)
         app.state.web = WebConnections()
+        app.state.limiter = rate_limit.from_settings(settings)  # REST, sockets and uploads
         app.state.telegram = None
         app.state.handoff = HandoffHub(settings, app.state.sessions, rasa, app.state.web,
                                        lambda: app.state.telegram)
@@ -53,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if app.state.telegram is not None:
                 await app.state.telegram.stop()
             rasa.close()
+            await app.state.limiter.close()
 
     # no public API description: /docs, /redoc and /openapi.json do not exist
     app = FastAPI(title="Postventa hub", lifespan=lifespan, docs_url=None, redoc_url=None,
@@ -83,4 +86,5 @@ def secrets_of(settings: Settings) -> list[str]:
     """Values that must never appear in a log line."""
     return [settings.rasa_token, settings.secret_key, settings.telegram_bot_token,
             settings.telegram_webhook_secret, settings.order_api_token,
-            _env("ADMIN_PASSWORD", ""), _env("NEW_USER_PASSWORD", "")]
+            _env("ADMIN_PASSWORD", ""), _env("NEW_USER_PASSWORD", ""),
+            urlsplit(settings.redis_url).password or ""]

@@ -223,3 +223,19 @@ def last_bot_message(session: Session, conversation_id: int) -> Message | None:
         .order_by(Message.id.desc())
         .limit(1)
     ).scalar_one_or_none()
+
+
+def expects_photo(session: Session, conversation_id: int) -> bool:
+    """Whether the flow is asking for a photo right now: the latest bot message says
+    ``expects: photo``. Photos are accepted only then (no free storage for anything else)."""
+    last = last_bot_message(session, conversation_id)
+    return bool(last is not None and (last.payload or {}).get("expects") == "photo")
+
+
+def attachments_bytes(session: Session) -> int:
+    """The size of every stored photo together (the upload quota counts against it)."""
+    from sqlalchemy import func
+
+    from bot.db.models import Attachment
+
+    return int(session.execute(select(func.coalesce(func.sum(Attachment.size), 0))).scalar_one())

@@ -47,7 +47,8 @@ from bot.hub.channels.web import WebConnections
 from bot.hub.turns import TurnResult, TurnService
 from bot.services import channel_links
 from bot.services import conversations as convs
-from bot.services.uploads import UploadRejected, store_image
+from bot.services.photo_intake import PhotoRefused, accept_photo
+from bot.services.uploads import UploadRejected
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -55,7 +56,6 @@ T = TypeVar("T")
 MAX_TEXT = 4096
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
 SENDER_PREFIX = "tg-"
-MAX_PHOTOS_PER_CONVERSATION = 5
 _UNSUPPORTED = ("sticker", "voice", "audio", "video", "video_note", "animation", "document",
                 "location", "venue", "contact", "poll", "dice", "game", "story")
 
@@ -423,9 +423,9 @@ class TelegramChannel:
             log.warning("telegram: photo download failed: %s", exc)
             await self._say(chat_id, "tg_photo_rejected", update)
             return
-        photo_id = await run_in_threadpool(self._store_photo, sender, data)
+        photo_id, refusal = await run_in_threadpool(self._store_photo, sender, data)
         if photo_id is None:
-            await self._say(chat_id, "tg_photo_rejected", update)
+            await self._say(chat_id, refusal, update)
             return
         await self._turn(update, chat_id, f'/inform{{"photo_id": "{photo_id}"}}',
                          title="📷")
@@ -433,25 +433,22 @@ class TelegramChannel:
     def _expects_photo(self, sender: str) -> bool:
         with self.sessions() as session:
             conv = convs.latest_for_sender(session, sender)
-            if conv is None:
-                return False
-            last = convs.last_bot_message(session, conv.id)
-            return bool(last is not None and (last.payload or {}).get("expects") == "photo")
+            return conv is not None and convs.expects_photo(session, conv.id)
 
-    def _store_photo(self, sender: str, data: bytes) -> str | None:
+    def _store_photo(self, sender: str, data: bytes) -> tuple[str | None, str]:
+        """(the stored photo's id, "") or (None, the key of the text that says why not)."""
         with self.sessions() as session:
-            conv = convs.latest_for_sender(session, sender)
-            if conv is None or convs.attachment_count(session, conv.id) \
-                    >= MAX_PHOTOS_PER_CONVERSATION:
-                return None
             try:
-                row = store_image(session, data, conversation_id=conv.id,
-                                  max_bytes=self.settings.upload_max_bytes)
+                return accept_photo(session, sender, data,
+                                    max_bytes=self.settings.upload_max_bytes,
+                                    quota_bytes=self.settings.upload_quota_bytes).id, ""
+            except PhotoRefused as exc:
+                log.info("telegram: photo refused: %s", exc.error)
+                return None, {409: "tg_photo_unexpected",
+                              507: "tg_photo_storage_full"}.get(exc.status, "tg_photo_rejected")
             except UploadRejected as exc:
                 log.info("telegram: photo rejected: %s", exc)
-                return None
-            session.commit()
-            return row.id
+                return None, "tg_photo_rejected"
 
     # ---- turns and replies -----------------------------------------------------------
 

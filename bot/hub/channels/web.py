@@ -1,4 +1,4 @@
-"""Web widget channel: who is connected, and a rate limit per customer.
+"""Web widget channel: who is connected (the rate limits are in bot/hub/rate_limit.py).
 
 A customer may have the widget open in several tabs (and may continue on Telegram): every
 open socket of a sender gets what any of them, or an agent, adds to the conversation.
@@ -8,40 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Iterable
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketState
 
 log = logging.getLogger(__name__)
-
-
-class TokenBucket:
-    """``burst`` messages at once, then ``rate`` per second: a person typing never hits it,
-    a script sending 50 a second does."""
-
-    def __init__(self, burst: int, rate: float) -> None:
-        self.capacity = float(max(1, burst))
-        self.rate = max(rate, 0.01)
-        self.tokens = self.capacity
-        self.stamp = time.monotonic()
-
-    def _refill(self) -> None:
-        now = time.monotonic()
-        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-
-    def take(self) -> bool:
-        self._refill()
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
-
-    def wait_time(self) -> float:
-        self._refill()
-        return max(0.0, (1 - self.tokens) / self.rate)
 
 
 class WebConnections:

@@ -1,4 +1,9 @@
-"""Turn API: `POST /api/messages` — one customer message in, the bot's replies out."""
+"""Turn API: `POST /api/messages` — one customer message in, the bot's replies out.
+
+Each message spends the sender's and the client address's rate budget (shared with the widget
+socket and uploads): over it, 429 ``{"error": "rate_limited", "retry_after": s}`` with a
+``Retry-After`` header, and the message is not processed.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,11 @@ import re
 from typing import Any, Optional
 
 from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, validator
 from starlette.concurrency import run_in_threadpool
+
+from bot.hub.rate_limit import customer_keys, too_fast
 
 router = APIRouter()
 
@@ -41,8 +49,12 @@ class TurnIn(BaseModel):
         return v if isinstance(v, dict) else {}
 
 
-@router.post("/api/messages")
-async def post_message(body: TurnIn, request: Request) -> dict[str, Any]:
+@router.post("/api/messages", response_model=None)
+async def post_message(body: TurnIn, request: Request) -> dict[str, Any] | JSONResponse:
+    client = request.client.host if request.client else None
+    wait = await request.app.state.limiter.hit(*customer_keys(body.sender, client))
+    if wait > 0:
+        return too_fast(wait)
     channel = body.metadata.get("channel") if body.metadata.get("channel") in ("web",) else "api"
     try:
         result = await run_in_threadpool(

@@ -18,7 +18,8 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
 from bot.hub import texts
-from bot.hub.channels.web import TokenBucket, safe_send
+from bot.hub.channels.web import safe_send
+from bot.hub.rate_limit import customer_keys
 from bot.hub.routes.messages import SENDER_RE
 from bot.services import conversations as convs
 
@@ -108,7 +109,9 @@ class _SocketSession:
         s = app.state.settings
         self.app, self.ws, self.sender, self.locale = app, ws, sender, locale
         self.language = language or _locale_language(locale) or s.default_language
-        self.bucket = TokenBucket(s.widget_rate_burst, s.widget_rate_per_second)
+        # the sender's and the address's budgets, shared with every other socket, the turn
+        # API and uploads (bot/hub/rate_limit.py)
+        self.keys = customer_keys(sender, ws.client.host if ws.client else None)
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=MAX_QUEUE)
         self.worker = asyncio.create_task(self._work())
         self.last_notice = -NOTICE_EVERY
@@ -166,10 +169,12 @@ class _SocketSession:
         if not isinstance(text, str):
             await safe_send(self.ws, {"type": "error", "code": "bad_frame", "id": mid})
             return
-        if not self.bucket.take() or self.queue.full():
+        # a full queue costs no budget; otherwise one token of the sender and of the address
+        wait = 0.5 if self.queue.full() else await self.app.state.limiter.hit(*self.keys)
+        if wait > 0:
             # not accepted: the widget keeps it and resends it later; nothing is lost
             reply: dict[str, Any] = {"type": "rate_limited", "id": mid,
-                                     "retry_after": round(max(self.bucket.wait_time(), 0.5), 2)}
+                                     "retry_after": round(max(wait, 0.5), 2)}
             if time.monotonic() - self.last_notice > NOTICE_EVERY:
                 reply["text"] = texts.text("rate_limited", self.language)
                 self.last_notice = time.monotonic()

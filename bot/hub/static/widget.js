@@ -68,6 +68,9 @@
       tooMany: "Ya has enviado el máximo de fotos para esta conversación.",
       uploadFailed: "No hemos podido subir la foto. Inténtalo de nuevo en un momento.",
       noConversation: "Escribe un mensaje antes de enviar una foto.",
+      photoNotExpected: "Ahora no hace falta ninguna foto. Si la necesitamos, te la pediremos.",
+      photoTooFast: "Vas un poco rápido. Espera unos segundos y vuelve a enviar la foto.",
+      storageFull: "Ahora no podemos guardar fotos. Puedes seguir sin ella o enviarla más tarde.",
       slowDown: "Vas un poco rápido: enviaremos tu mensaje en un momento.",
       unavailable: "Ahora mismo tenemos un problema técnico. Tu mensaje se ha guardado.",
       rejected: "No hemos podido procesar ese mensaje.",
@@ -107,6 +110,9 @@
       tooMany: "You've already sent the maximum number of photos for this conversation.",
       uploadFailed: "We couldn't upload the photo. Please try again in a moment.",
       noConversation: "Please write a message before sending a photo.",
+      photoNotExpected: "We don't need a photo right now. If we do, we'll ask you for one.",
+      photoTooFast: "You're going a little fast. Wait a few seconds and send the photo again.",
+      storageFull: "We can't store photos right now. You can carry on without it or send it later.",
       slowDown: "You're going a little fast: we'll send your message in a moment.",
       unavailable: "We're having a technical problem right now. Your message has been saved.",
       rejected: "We couldn't process that message.",
@@ -955,11 +961,17 @@
       method: "POST", body: file, headers: { "Content-Type": type }, credentials: "omit",
     }).then(function (resp) {
       if (!resp.ok) {
-        var key = { 413: "tooLarge", 415: "wrongType", 422: "wrongType", 429: "tooMany",
-          404: "noConversation" }[resp.status] || "uploadFailed";
-        var err = new Error(key);
-        err.key = key;
-        throw err;
+        // 429 is either the rate limit ("rate_limited") or the photos-per-conversation cap
+        return resp.json().catch(function () {
+          return {};
+        }).then(function (body) {
+          var key = { 413: "tooLarge", 415: "wrongType", 422: "wrongType", 429: "tooMany",
+            404: "noConversation", 409: "photoNotExpected", 507: "storageFull" }[resp.status];
+          if (resp.status === 429 && body && body.error === "rate_limited") key = "photoTooFast";
+          var err = new Error(key || "uploadFailed");
+          err.key = key || "uploadFailed";
+          throw err;
+        });
       }
       return resp.json();
     }).then(function (body) {
