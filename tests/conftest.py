@@ -26,6 +26,12 @@ from bot.core.config import ROOT, Settings  # noqa: E402
 from bot.db.migrate import upgrade  # noqa: E402
 from bot.db.models import Base  # noqa: E402
 from bot.db.session import engine_for, session_factory  # noqa: E402
+from tests.security_report import (  # noqa: E402,F401 - pytest hooks of `make security`
+    pytest_addoption,
+    pytest_collection_modifyitems,
+    pytest_runtest_logreport,
+    pytest_terminal_summary,
+)
 
 ARTIFACTS = ROOT / "test-artifacts"
 PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")

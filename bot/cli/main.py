@@ -10,6 +10,7 @@ import signal
 import sys
 import time
 
+from bot.cli import privacy as privacy_cli
 from bot.core.config import Settings, _env, get_settings
 from bot.db.session import session_scope
 
@@ -482,6 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=cmd_train)
 
     sub.add_parser("run", help="start Rasa, actions and hub").set_defaults(func=cmd_run)
+    privacy_cli.register(sub)
     return parser
 
 

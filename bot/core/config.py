@@ -63,6 +63,9 @@ class Settings:
     upload_quota_bytes: int = 2_000_000_000
     upload_dir: str = ""  # where those photos are stored (var/uploads; relative: under ROOT)
     max_body_bytes: int = 1_000_000  # any other request body (JSON, forms, webhooks)
+    # transcripts and photos of conversations quiet for this many days are erased by the hub
+    # (hourly); cases, survey scores and times stay for the KPIs. 0 keeps them forever.
+    retention_days: int = 365
     survey_csat: bool = False  # also ask CSAT (1-5) in the closing survey
     secret_key: str = ""
     # Telegram (enabled only when a token is set). Webhook mode when TELEGRAM_WEBHOOK_URL is

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
@@ -19,6 +20,7 @@ from bot.hub.channels.web import WebConnections
 from bot.hub.handoff import HandoffHub
 from bot.hub.middleware import BodyLimit, SecurityHeaders, protect_logs
 from bot.hub.rasa_client import RasaClient
+from bot.hub.retention import retention_loop
 from bot.hub.routes import health, messages, telegram_webhook, uploads, widget, ws
 from bot.hub.turns import TurnService
 
@@ -49,9 +51,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                                  app.state.web)
             app.state.telegram.on_turn = app.state.on_turn
             await app.state.telegram.start()
+        retention = asyncio.create_task(retention_loop(settings, app.state.sessions))
         try:
             yield
         finally:
+            retention.cancel()
             if app.state.telegram is not None:
                 await app.state.telegram.stop()
             rasa.close()
