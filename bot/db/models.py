@@ -271,6 +271,7 @@ class StaffUser(Base):
     locked_until = Column(DateTime, nullable=True)
     created_at = Column(DateTime, nullable=False, default=utcnow)
     team = Column(String(32), nullable=False, default="postventa")
+    last_login_at = Column(DateTime, nullable=True)  # set by every successful console login
 
 
 class StaffSession(Base):

@@ -32,10 +32,14 @@ def record(session: Session, actor: str, action: str, subject: str | None = None
     return entry
 
 
-def recent(session: Session, limit: int = 100, action: str | None = None) -> list[dict[str, Any]]:
+def recent(session: Session, limit: int = 100, action: str | None = None,
+           prefix: str | None = None) -> list[dict[str, Any]]:
+    """Newest first; ``action`` one exact action, ``prefix`` a family ("staff." for People)."""
     stmt = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(max(1, min(limit, 1000)))
     if action:
         stmt = stmt.where(AuditEntry.action == action)
+    if prefix:
+        stmt = stmt.where(AuditEntry.action.startswith(prefix, autoescape=True))
     return [{"id": e.id, "at": e.at.isoformat() + "Z", "actor": e.actor, "action": e.action,
              "subject": e.subject, "details": e.details or {}}
             for e in session.execute(stmt).scalars()]

@@ -148,6 +148,7 @@ def create(session: Session, user: StaffUser,
                        csrf_token=secrets.token_urlsafe(32), created_at=now, last_seen_at=now,
                        expires_at=now + SESSION_TTL)
     session.add(row)
+    user.last_login_at = now  # shown to admins on the People page
     session.flush()
     return token, StaffLogin(session=row, user=user)
 

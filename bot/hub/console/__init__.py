@@ -1,8 +1,11 @@
-"""The staff console (hand-off to humans, data rights): ``router`` is mounted by the hub."""
+"""The staff console (hand-off to humans, data rights, people): ``router`` is mounted by the
+hub."""
 
+from bot.hub.console.people import router as people_router
 from bot.hub.console.privacy import router as privacy_router
 from bot.hub.console.routes import router
 
 router.include_router(privacy_router)
+router.include_router(people_router)
 
 __all__ = ["router"]

@@ -21,10 +21,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from pydantic import BaseModel
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from bot.db.models import StaffUser
 from bot.hub.console.auth import (
     COOKIE_NAME,
     ConsoleError,
@@ -51,6 +49,7 @@ _STATIC_FILES = {
     "console.css": "text/css; charset=utf-8",
     "login.js": "text/javascript; charset=utf-8",
     "privacy.js": "text/javascript; charset=utf-8",
+    "people.js": "text/javascript; charset=utf-8",
 }
 HEARTBEAT_SECONDS = 15.0
 POLL_SECONDS = 1.0  # how often a quiet event stream checks for a gone client
@@ -178,7 +177,7 @@ async def logout(request: Request, login: StaffLogin = Depends(current_staff)) -
     return response
 
 
-# --- who am I, staff (admin) ---------------------------------------------------------------
+# --- who am I (staff management: people.py) -----------------------------------------------
 
 @router.get("/console/api/me")
 async def me(login: StaffLogin = Depends(current_staff)) -> dict[str, Any]:
@@ -186,38 +185,6 @@ async def me(login: StaffLogin = Depends(current_staff)) -> dict[str, Any]:
     return {"username": user.username, "role": user.role, "team": user.team,
             "csrf_token": login.csrf_token,
             "expires_at": login.session.expires_at.isoformat() + "Z"}
-
-
-def _staff_list(app: Any) -> list[dict[str, Any]]:
-    with app.state.sessions() as session:
-        users = session.execute(select(StaffUser).order_by(StaffUser.username)).scalars()
-        return [{"username": u.username, "role": u.role, "team": u.team, "active": u.active,
-                 "locked": staff_sessions.is_locked(u), "failed_logins": u.failed_logins}
-                for u in users]
-
-
-@router.get("/console/api/staff")
-async def staff(request: Request, login: StaffLogin = Depends(admin_only)) -> list[dict[str, Any]]:
-    return await run_in_threadpool(_staff_list, request.app)
-
-
-def _unlock(app: Any, username: str) -> bool:
-    with app.state.sessions() as session:
-        user = session.execute(select(StaffUser).where(
-            StaffUser.username == username.strip().lower())).scalar_one_or_none()
-        if user is None:
-            return False
-        staff_sessions.unlock(session, user)
-        session.commit()
-        return True
-
-
-@router.post("/console/api/staff/{username}/unlock")
-async def unlock(username: str, request: Request,
-                 login: StaffLogin = Depends(admin_only)) -> Response:
-    if not await run_in_threadpool(_unlock, request.app, username):
-        raise ConsoleError(404, "not_found", "Ese usuario no existe.")
-    return Response(status_code=204)
 
 
 # --- the hand-off hub ------------------------------------------------------------------------

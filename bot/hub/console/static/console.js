@@ -694,6 +694,7 @@
       $("me").textContent = me.username + " · " + (me.role === "admin" ? "admin" : "agente")
         + " · " + me.team;
       $("privacy-link").hidden = me.role !== "admin";
+      $("people-link").hidden = me.role !== "admin";
       connect();
       return refreshQueue();
     }).then(function () {
