@@ -13,7 +13,6 @@ import pytest
 from bot.core.config import Settings
 from bot.db.models import ChannelLink, SenderAlias
 from bot.hub.channels.telegram import FloodLimiter, TelegramChannel, split_text
-from bot.hub.channels.web import WebConnections
 from bot.services import channel_links
 from tests.fakes.bot_api import FakeBotAPI
 
@@ -85,7 +84,7 @@ def api():
 def _channel(api: FakeBotAPI) -> TelegramChannel:
     settings = Settings(telegram_bot_token=TOKEN,
                         telegram_api_url=api.base_url.rsplit("/bot", 1)[0])
-    channel = TelegramChannel(settings, turns=None, sessions=None, web=WebConnections())
+    channel = TelegramChannel(settings, turns=None, sessions=None)
     channel.limiter = FloodLimiter(chat_burst=3, chat_rate=5.0, global_rate=100.0)
     return channel
 

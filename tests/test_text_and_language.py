@@ -147,7 +147,7 @@ def test_turn_locks_serialise_a_sender_and_are_pruned():
     inside, overlaps = [], []
 
     def work():
-        with service._lock("same-sender-000001"):
+        with service.locks.hold("same-sender-000001"):
             if inside:
                 overlaps.append(True)
             inside.append(1)
@@ -160,4 +160,4 @@ def test_turn_locks_serialise_a_sender_and_are_pruned():
     for t in threads:
         t.join()
     assert not overlaps
-    assert service._locks == {}  # nothing kept for senders that are gone
+    assert service.locks.held() == 0  # nothing kept for senders that are gone

@@ -41,6 +41,9 @@ class Settings:
     hub_host: str = "127.0.0.1"
     hub_port: int = 8000
     rasa_url: str = "http://127.0.0.1:5005"
+    # several Rasa servers sharing the tracker store (scale profile), comma-separated; each
+    # sender always goes to the same one while it is up. Empty: RASA_URL alone.
+    rasa_urls: str = ""
     rasa_token: str = ""
     rasa_tracker_url: str = ""
     action_server_url: str = "http://127.0.0.1:5055/webhook"
@@ -67,6 +70,10 @@ class Settings:
     # (hourly); cases, survey scores and times stay for the KPIs. 0 keeps them forever.
     retention_days: int = 365
     survey_csat: bool = False  # also ask CSAT (1-5) in the closing survey
+    # KPI dashboard: service-level targets whose compliance it charts (share of first agent
+    # replies after a hand-off within the minutes, of cases resolved within the hours)
+    sla_first_response_minutes: int = 30
+    sla_resolution_hours: int = 168
     secret_key: str = ""
     # Telegram (enabled only when a token is set). Webhook mode when TELEGRAM_WEBHOOK_URL is
     # set (public HTTPS URL that reaches the hub's /telegram/webhook), polling otherwise.

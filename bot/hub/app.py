@@ -17,9 +17,10 @@ from bot.db.session import session_factory
 from bot.hub import console, rate_limit
 from bot.hub.channels.telegram import TelegramChannel
 from bot.hub.channels.web import WebConnections
+from bot.hub.delivery import Delivery
 from bot.hub.handoff import HandoffHub
 from bot.hub.middleware import BodyLimit, SecurityHeaders, protect_logs
-from bot.hub.rasa_client import RasaClient
+from bot.hub.rasa_client import pool_from_settings
 from bot.hub.retention import retention_loop
 from bot.hub.routes import health, messages, telegram_webhook, uploads, widget, ws
 from bot.hub.turns import TurnService
@@ -33,8 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        rasa = RasaClient(settings.rasa_url, settings.rasa_token, settings.rasa_timeout,
-                          token_in_query=settings.rasa_token_in_query)
+        rasa = pool_from_settings(settings)  # one Rasa, or each sender to its replica
         app.state.settings = settings
         app.state.rasa = rasa
         app.state.sessions = session_factory(settings.database_url)
@@ -42,14 +42,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.web = WebConnections()
         app.state.limiter = rate_limit.from_settings(settings)  # REST, sockets and uploads
         app.state.telegram = None
-        app.state.handoff = HandoffHub(settings, app.state.sessions, rasa, app.state.web,
-                                       lambda: app.state.telegram)
-        app.state.on_turn = app.state.handoff.on_turn
+        # one way out for every turn and every message to a customer or a console; over
+        # Redis pub/sub when several hubs share the work (REDIS_URL)
+        app.state.delivery = Delivery(app.state.web, lambda: app.state.telegram,
+                                      redis_url=settings.redis_url,
+                                      prefix=settings.redis_key_prefix)
+        await app.state.delivery.start()
+        app.state.handoff = HandoffHub(settings, app.state.sessions, rasa, app.state.delivery)
+        app.state.delivery.turn_hooks.append(app.state.handoff.on_turn)
         app.state.on_customer_typing = app.state.handoff.on_customer_typing
         if settings.telegram_bot_token:
-            app.state.telegram = TelegramChannel(settings, app.state.turns, app.state.sessions,
-                                                 app.state.web)
-            app.state.telegram.on_turn = app.state.on_turn
+            app.state.telegram = TelegramChannel(settings, app.state.turns, app.state.sessions)
+            app.state.telegram.on_turn = app.state.delivery.after_turn
             await app.state.telegram.start()
         retention = asyncio.create_task(retention_loop(settings, app.state.sessions))
         try:
@@ -60,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await app.state.telegram.stop()
             rasa.close()
             await app.state.limiter.close()
+            await app.state.delivery.close()
 
     # no public API description: /docs, /redoc and /openapi.json do not exist
     app = FastAPI(title="Postventa hub", lifespan=lifespan, docs_url=None, redoc_url=None,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -19,75 +18,52 @@ from starlette.concurrency import run_in_threadpool
 from bot.core.config import Settings
 from bot.db.models import Conversation, StaffUser
 from bot.hub import texts
-from bot.hub.channels.web import WebConnections
-from bot.hub.rasa_client import RasaClient, RasaUnavailable
+from bot.hub.delivery import Delivery
+from bot.hub.rasa_client import RasaPool, RasaUnavailable
 from bot.hub.turns import TurnResult
 from bot.services import conversations as convs
 from bot.services import handoff as svc
 from bot.services.handoff import HandoffError
 
 log = logging.getLogger(__name__)
-MAX_EVENTS_BUFFERED = 200
-
-
-@dataclass(eq=False)
-class _Subscriber:
-    agent_id: int
-    role: str
-    team: str
-    queue: asyncio.Queue[dict[str, Any]] = field(
-        default_factory=lambda: asyncio.Queue(MAX_EVENTS_BUFFERED))
-
-    def wants(self, team: str | None) -> bool:
-        return self.role == "admin" or team is None or team == self.team
 
 
 class HandoffHub:
-    def __init__(self, settings: Settings, sessions: Callable[[], Session], rasa: RasaClient,
-                 web: WebConnections, telegram_getter: Callable[[], Any]) -> None:
+    def __init__(self, settings: Settings, sessions: Callable[[], Session], rasa: RasaPool,
+                 delivery: Delivery) -> None:
         self.settings = settings
         self.sessions = sessions
         self.rasa = rasa
-        self.web = web
-        self.telegram = telegram_getter
-        self._subscribers: set[_Subscriber] = set()
+        self.delivery = delivery
         self._told_position: dict[int, int] = {}
 
     # ---- live events ------------------------------------------------------------------
 
     def subscribe(self, agent: StaffUser) -> asyncio.Queue[dict[str, Any]]:
-        sub = _Subscriber(agent.id, agent.role, agent.team)
-        self._subscribers.add(sub)
-        return sub.queue
+        return self.delivery.feed.subscribe(agent)
 
     def unsubscribe(self, agent: StaffUser, queue: asyncio.Queue[dict[str, Any]]) -> None:
-        self._subscribers = {s for s in self._subscribers if s.queue is not queue}
+        self.delivery.feed.unsubscribe(queue)
 
-    def publish(self, event: dict[str, Any], team: str | None = None) -> None:
-        for sub in list(self._subscribers):
-            if not sub.wants(team):
-                continue
-            try:
-                sub.queue.put_nowait(event)
-            except asyncio.QueueFull:  # a stalled console: it re-fetches on the next event
-                pass
+    async def publish(self, event: dict[str, Any], team: str | None = None) -> None:
+        await self.delivery.to_console(event, team)
 
     # ---- customer side hooks (called by the channels after every turn) ----------------
 
     async def on_turn(self, sender: str, channel: str, result: TurnResult) -> None:
         team = await run_in_threadpool(self._team_of, result.conversation_id)
         if result.escalated or result.left_queue:
-            self.publish({"type": "queue"}, team)
+            await self.publish({"type": "queue"}, team)
             if result.left_queue:
                 await self._announce_positions(team)
             return
         if result.status in ("waiting_agent", "with_agent") and result.inbound:
-            self.publish({"type": "message", "conversation_id": result.conversation_id,
+            await self.publish({"type": "message", "conversation_id": result.conversation_id,
                           "item": result.inbound}, team)
             for item in result.items():
-                self.publish({"type": "message", "conversation_id": result.conversation_id,
+                await self.publish({"type": "message", "conversation_id": result.conversation_id,
                               "item": {**item, "from": "system"}}, team)
-            self.publish({"type": "queue"}, team)
+            await self.publish({"type": "queue"}, team)
 
     async def on_customer_typing(self, sender: str) -> None:
         def _lookup() -> tuple[int, str] | None:
@@ -99,7 +75,7 @@ class HandoffHub:
 
         found = await run_in_threadpool(_lookup)
         if found:
-            self.publish({"type": "typing", "conversation_id": found[0]}, found[1])
+            await self.publish({"type": "typing", "conversation_id": found[0]}, found[1])
 
     def _team_of(self, conversation_id: int) -> str | None:
         with self.sessions() as session:
@@ -109,15 +85,7 @@ class HandoffHub:
     # ---- delivery ---------------------------------------------------------------------
 
     async def deliver(self, sender: str, channel: str, items: list[dict[str, Any]]) -> None:
-        """To the customer where they are: Telegram chat and/or open widget tabs. What could
-        not be delivered waits in the transcript (the widget shows it on reconnect)."""
-        telegram = self.telegram()
-        if channel == "telegram" and telegram is not None and telegram.ready:
-            try:
-                await telegram.deliver(sender, items)
-            except Exception:  # noqa: BLE001 - kept in the transcript anyway
-                log.exception("telegram delivery failed for %s", sender)
-        await self.web.send(sender, {"type": "messages", "reply_to": None, "messages": items})
+        await self.delivery.to_customer(sender, channel, items)
 
     def _system_message(self, session: Session, conv: Conversation, key: str,
                         **values: Any) -> dict[str, Any]:
@@ -182,9 +150,9 @@ class HandoffHub:
         self._told_position.pop(conversation_id, None)
         if joined:
             await self.deliver(sender, channel, [joined])
-        self.publish({"type": "claimed", "conversation_id": conversation_id,
+        await self.publish({"type": "claimed", "conversation_id": conversation_id,
                       "agent": agent.username}, row["team"])
-        self.publish({"type": "queue"}, row["team"])
+        await self.publish({"type": "queue"}, row["team"])
         await self._announce_positions(row["team"])
         return row
 
@@ -196,7 +164,8 @@ class HandoffHub:
 
         item, sender, channel, team = await self._run(_reply)
         await self.deliver(sender, channel, [item])
-        self.publish({"type": "message", "conversation_id": conversation_id, "item": item}, team)
+        await self.publish({"type": "message", "conversation_id": conversation_id,
+                            "item": item}, team)
         return item
 
     async def note(self, conversation_id: int, agent: StaffUser, text: str) -> dict[str, Any]:
@@ -228,9 +197,9 @@ class HandoffHub:
             return svc.row(session, conv)
 
         row = await self._run(_transfer)
-        self.publish({"type": "transferred", "conversation_id": conversation_id,
+        await self.publish({"type": "transferred", "conversation_id": conversation_id,
                       "agent": row["agent"]}, row["team"])
-        self.publish({"type": "queue"}, row["team"])
+        await self.publish({"type": "queue"}, row["team"])
         return row
 
     async def close(self, conversation_id: int, agent: StaffUser,
@@ -254,9 +223,9 @@ class HandoffHub:
             survey = False  # closed on our side all the same; the survey is not essential
             log.warning("survey after hand-off not sent for %s: %s", conversation_id, exc)
         await self.deliver(sender, channel, items)
-        self.publish({"type": "closed", "conversation_id": conversation_id,
+        await self.publish({"type": "closed", "conversation_id": conversation_id,
                       "agent": agent.username}, row["team"])
-        self.publish({"type": "queue"}, row["team"])
+        await self.publish({"type": "queue"}, row["team"])
         return {**row, "survey_sent": survey}
 
     def _resume_with_survey(self, sender: str) -> list[dict[str, Any]]:

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -20,8 +18,9 @@ from sqlalchemy.orm import Session
 
 from bot.core.config import Settings
 from bot.db.models import Conversation, Message, utcnow
-from bot.hub import texts
-from bot.hub.rasa_client import RasaClient, RasaUnavailable
+from bot.hub import sender_lock, texts
+from bot.hub.rasa_client import RasaPool, RasaUnavailable
+from bot.hub.sender_lock import SenderBusy
 from bot.services import conversations as convs
 from bot.services import handoff as handoff_svc
 from bot.services import language
@@ -76,7 +75,7 @@ class TurnService:
     def __init__(
         self,
         settings: Settings,
-        rasa: RasaClient,
+        rasa: RasaPool,
         session_factory: Callable[[], Session],
     ) -> None:
         self.settings = settings
@@ -84,22 +83,7 @@ class TurnService:
         self.session_factory = session_factory
         self.schedule = Schedule.parse(settings.support_hours, settings.support_holidays,
                                        settings.support_timezone)
-        self._locks: dict[str, list] = {}  # sender -> [lock, users]; pruned when unused
-        self._locks_guard = threading.Lock()
-
-    @contextmanager
-    def _lock(self, sender: str) -> Iterator[None]:
-        with self._locks_guard:
-            entry = self._locks.setdefault(sender, [threading.Lock(), 0])
-            entry[1] += 1
-        try:
-            with entry[0]:
-                yield
-        finally:
-            with self._locks_guard:
-                entry[1] -= 1
-                if entry[1] == 0:
-                    del self._locks[sender]
+        self.locks = sender_lock.from_settings(settings)
 
     def handle(
         self,
@@ -110,11 +94,16 @@ class TurnService:
         metadata: dict[str, Any] | None = None,
         client_message_id: str | None = None,
     ) -> TurnResult:
-        with self._lock(sender):
+        with self.locks.hold(sender) as fence:
             session = self.session_factory()
             try:
                 result = self._handle(session, sender, text, channel, metadata or {},
                                       client_message_id)
+                if not fence.still_ours():
+                    # this turn outlived its lock and another hub has taken the customer's
+                    # next message: writing now would interleave two turns
+                    session.rollback()
+                    raise SenderBusy(f"turn of {sender} lost its lock")
                 session.commit()
                 return result
             except BaseException:

@@ -42,8 +42,7 @@ from telegram.request import HTTPXRequest
 
 from bot.core.config import Settings
 from bot.db.models import Conversation, Message, TelegramUpdate
-from bot.hub import texts
-from bot.hub.channels.web import WebConnections
+from bot.hub import leader, texts
 from bot.hub.turns import TurnResult, TurnService
 from bot.services import channel_links
 from bot.services import conversations as convs
@@ -56,6 +55,7 @@ T = TypeVar("T")
 MAX_TEXT = 4096
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
 SENDER_PREFIX = "tg-"
+LEADER_RETRY_SECONDS = 3.0  # how often a hub that does not poll checks the lease
 _UNSUPPORTED = ("sticker", "voice", "audio", "video", "video_note", "animation", "document",
                 "location", "venue", "contact", "poll", "dice", "game", "story")
 
@@ -138,11 +138,10 @@ class TelegramChannel:
     max_attempts = 6
 
     def __init__(self, settings: Settings, turns: TurnService,
-                 sessions: Callable[[], Any], web: WebConnections) -> None:
+                 sessions: Callable[[], Any]) -> None:
         self.settings = settings
         self.turns = turns
         self.sessions = sessions
-        self.web = web
         self.limiter = FloodLimiter()
         self.username: str | None = None
         self.ready = False
@@ -165,6 +164,7 @@ class TelegramChannel:
         self.poll_timeout = 10
         self._stopping = False
         self.on_turn: Callable[[str, str, TurnResult], Awaitable[None]] | None = None
+        self.leadership = leader.for_telegram(settings)
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -209,6 +209,7 @@ class TelegramChannel:
             await asyncio.wait(workers, timeout=10)
         for task in self._workers.values():
             task.cancel()
+        await self.leadership.close()
         try:
             await self.bot.shutdown()
         except Exception:  # noqa: BLE001 - shutting down anyway
@@ -218,6 +219,10 @@ class TelegramChannel:
         offset: int | None = None
         delay = 1.0
         while not self._stopping:
+            if not await self.leadership.hold():  # another hub polls (bot/hub/leader.py)
+                offset = None  # whoever polls next confirms from Telegram's own offset
+                await asyncio.sleep(LEADER_RETRY_SECONDS)
+                continue
             try:
                 updates = await self.bot.get_updates(
                     offset=offset, timeout=self.poll_timeout, allowed_updates=ALLOWED_UPDATES)
@@ -478,14 +483,9 @@ class TelegramChannel:
             self.turns.handle, sender=sender, text=text, channel="telegram",
             metadata=metadata, client_message_id=f"tg:{update.update_id}")
         await self.send_items(chat_id, result.items())
-        hook = self.on_turn
+        hook = self.on_turn  # delivery.after_turn: the consoles, a widget it came from
         if hook is not None:
             await hook(sender, "telegram", result)
-        if sender != self.sender_of(chat_id):
-            # a conversation continued from the widget: an open widget tab follows along
-            items = ([result.inbound] if result.inbound else []) + result.items()
-            await self.web.send(sender, {"type": "messages", "reply_to": None,
-                                         "messages": items})
 
     async def _chat_action(self, chat_id: int) -> None:
         try:

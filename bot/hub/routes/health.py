@@ -45,6 +45,9 @@ def healthz(request: Request) -> JSONResponse:
             else "starting"),
     }
     down = [name for name, up in checks.items() if not up]
+    replicas = getattr(request.app.state.rasa, "clients", [])
+    if len(replicas) > 1:  # scale profile: which Rasa servers are down (their senders moved)
+        channels["rasa_replicas_down"] = request.app.state.rasa.replicas_down()
     # while the launcher restarts a process, "down" names it (and the answer is 503)
     return JSONResponse({"status": "ok" if ok else "degraded", "checks": checks, "down": down,
                          "channels": channels}, status_code=200 if ok else 503)

@@ -64,5 +64,5 @@ async def post_message(body: TurnIn, request: Request) -> dict[str, Any] | JSONR
         )
     except Exception as exc:  # the DB itself is down: nothing we can promise
         raise HTTPException(status_code=503, detail="service unavailable") from exc
-    await request.app.state.on_turn(body.sender, channel, result)
+    await request.app.state.delivery.after_turn(body.sender, channel, result)
     return {"messages": result.messages}

@@ -60,4 +60,6 @@ async def upload(request: Request, sender: str) -> dict[str, Any] | JSONResponse
     result = await run_in_threadpool(
         request.app.state.turns.handle, sender=sender, channel=channel,
         text=f'/inform{{"photo_id": "{attachment_id}"}}', metadata={"button_title": "📷"})
+    # the uploader gets the answer in this response; the rest (consoles) as after any turn
+    await request.app.state.delivery.after_turn(sender, "upload", result)
     return {"attachment_id": attachment_id, "messages": result.messages}

@@ -186,12 +186,12 @@ class _SocketSession:
 
     async def _work(self) -> None:
         turns = self.app.state.turns
-        web = self.app.state.web
+        delivery = self.app.state.delivery
         while True:
             frame = await self.queue.get()
             if frame is None:
                 return
-            await web.send(self.sender, {"type": "typing", "on": True})
+            await delivery.to_widget(self.sender, {"type": "typing", "on": True})
             metadata: dict[str, Any] = {"locale": self.locale}
             if frame.get("title"):
                 metadata["button_title"] = str(frame["title"])[:200]
@@ -201,22 +201,20 @@ class _SocketSession:
                     metadata=metadata, client_message_id=frame.get("id"))
             except Exception:  # the database itself is down
                 log.exception("widget turn failed")
-                await web.send(self.sender, {"type": "typing", "on": False})
-                await web.send(self.sender, {"type": "error", "code": "unavailable",
-                                             "id": frame.get("id"),
-                                             "text": texts.text("unavailable", self.language)})
+                await delivery.to_widget(self.sender, {"type": "typing", "on": False})
+                await delivery.to_widget(self.sender, {
+                    "type": "error", "code": "unavailable", "id": frame.get("id"),
+                    "text": texts.text("unavailable", self.language)})
                 continue
             old_language = self.language
             self.language = result.language
-            await web.send(self.sender, {"type": "typing", "on": False})
-            if result.messages:
-                await web.send(self.sender, {"type": "messages", "reply_to": frame.get("id"),
-                                             "messages": result.items()})
-            if result.language != old_language or frame["text"].startswith("/choose_language"):
-                await web.send(self.sender, {"type": "language", "language": result.language})
-            hook = getattr(self.app.state, "on_turn", None)
-            if hook is not None:
-                await hook(self.sender, "web", result)
+            await delivery.to_widget(self.sender, {"type": "typing", "on": False})
+            # the answer, to this tab and every other tab of this customer on any hub, and
+            # the consoles: one delivery path (bot/hub/delivery.py)
+            await delivery.after_turn(
+                self.sender, "web", result, reply_to=frame.get("id"),
+                language_changed=(result.language != old_language
+                                  or frame["text"].startswith("/choose_language")))
 
     def finish(self) -> None:
         """The socket is gone; what was accepted is still answered (into the transcript)."""
