@@ -19,6 +19,7 @@ import uuid
 from contextlib import ExitStack
 from typing import Any
 
+import httpx
 import pytest
 import redis
 import websockets
@@ -196,8 +197,16 @@ def test_two_tabs_on_two_hubs_never_interleave(stack, hubs):
         assert len(turns) == len(texts)
 
 
+class _Frozen(RedisSenderLocks):
+    """A hub that stalls mid-turn (GC pause, SIGSTOP, swapped out): its keeper thread stalls
+    with it and stops extending the lock."""
+
+    def _keep(self, lock, done) -> None:
+        done.wait()
+
+
 def test_the_turn_lock_fences_a_holder_that_outlived_it(prefix):
-    first = RedisSenderLocks(REDIS, prefix, ttl=1.0, wait=5.0)
+    first = _Frozen(REDIS, prefix, ttl=1.0, wait=5.0)
     second = RedisSenderLocks(REDIS, prefix, ttl=1.0, wait=5.0)  # "another hub"
     sender = f"fenced-{uuid.uuid4().hex}"
     took_over = threading.Event()
@@ -216,6 +225,14 @@ def test_the_turn_lock_fences_a_holder_that_outlived_it(prefix):
         outcome["first"] = fence.still_ours()
         thread.join()
     assert outcome == {"first": False, "second": True}
+    # a live holder keeps the lock past its ttl (extended), and nobody else gets in
+    alive = RedisSenderLocks(REDIS, prefix, ttl=1.0, wait=0.5)
+    with alive.hold(f"{sender}-3") as fence:
+        time.sleep(2.0)
+        with pytest.raises(SenderBusy):
+            with RedisSenderLocks(REDIS, prefix, ttl=1.0, wait=0.5).hold(f"{sender}-3"):
+                pass
+        assert fence.still_ours()
     # a lock held for longer than another hub waits: that hub gives up cleanly
     impatient = RedisSenderLocks(REDIS, prefix, ttl=10.0, wait=0.3)
     with first.hold(f"{sender}-2"), pytest.raises(SenderBusy):
@@ -305,3 +322,66 @@ def test_exactly_one_hub_polls_telegram_and_another_takes_over(stack, prefix, tm
             assert "Conflict" not in other.log.read_text()
     finally:
         api.stop()
+
+
+def test_the_same_message_on_two_hubs_at_once_is_one_turn(stack, hubs):
+    """A load balancer retrying a request on the other hub, or a widget resending after a
+    reconnect: the same message id reaches both hubs at the same moment — one turn, and both
+    answers are the same stored answer."""
+    a, b = hubs
+    sender = f"same-id-{uuid.uuid4().hex}"
+    Chat(a.url, sender=sender).say("hola")
+    answers: dict[str, Any] = {}
+    go = threading.Event()
+
+    def send(hub) -> None:
+        go.wait()
+        answers[hub.url] = httpx.post(f"{hub.url}/api/messages", timeout=60, json={
+            "sender": sender, "text": "¿cuánto tarda un reembolso?", "message_id": "dup-1"})
+
+    threads = [threading.Thread(target=send, args=(h,)) for h in (a, b)]
+    for t in threads:
+        t.start()
+    go.set()
+    for t in threads:
+        t.join(timeout=90)
+    assert [r.status_code for r in answers.values()] == [200, 200], \
+        [r.text[:200] for r in answers.values()]
+    first, second = (r.json()["messages"] for r in answers.values())
+    assert first == second and first
+    with session_scope(stack.settings.database_url) as s:
+        inbound = s.execute(select(Message).join(Conversation).where(
+            Conversation.sender == sender, Message.client_message_id == "dup-1")).scalars().all()
+        assert len(inbound) == 1
+
+
+def test_a_hub_killed_mid_turn_loses_nothing(stack, prefix, tmp_path_factory):
+    """Hub A dies while answering; the client resends the same message to hub B, which
+    answers it once (the message stored by A is retried, not duplicated)."""
+    env = stack.env("hub")
+    shared = {k: env[k] for k in ("RASA_URL", "RASA_TOKEN", "ACTION_SERVER_URL",
+                                  "RASA_TRACKER_URL")}
+    shared.update(REDIS_URL=REDIS, REDIS_KEY_PREFIX=f"{prefix}kill:", RASA_TIMEOUT="20",
+                  SUPPORT_HOURS="mon-sun 00:00-24:00")
+    sender = f"killed-hub-{uuid.uuid4().hex}"
+    with ExitStack() as started:
+        a, b = (started.enter_context(run_hub(tmp_path_factory.mktemp(f"kill-{n}"),
+                                              stack.settings.database_url, **shared))
+                for n in "ab")
+        Chat(a.url, sender=sender).say("hola")
+        body = {"sender": sender, "text": "quiero devolver un producto", "message_id": "k-1"}
+        killer = threading.Timer(0.15, a.proc.kill)
+        killer.start()
+        try:
+            httpx.post(f"{a.url}/api/messages", json=body, timeout=30)
+        except httpx.TransportError:
+            pass  # the connection died with the hub: the client resends
+        killer.join()
+        retry = httpx.post(f"{b.url}/api/messages", json=body, timeout=60)
+        assert retry.status_code == 200, retry.text
+        assert "ped-" in Chat.texts(retry.json()["messages"]).lower()
+        with session_scope(stack.settings.database_url) as s:
+            rows = s.execute(select(Message).join(Conversation).where(
+                Conversation.sender == sender, Message.client_message_id == "k-1")
+            ).scalars().all()
+            assert len(rows) == 1 and rows[0].status == "ok"

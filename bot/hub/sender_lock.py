@@ -2,8 +2,9 @@
 of one conversation must never interleave, whichever hub or thread a message arrives on.
 
 * One hub process: a lock per sender in memory (threads wait in arrival order).
-* Several hubs (``REDIS_URL``): the same, then a Redis lock per sender with a timeout (a hub
-  that dies mid-turn does not block its customer for ever) and a **fencing token**: every
+* Several hubs (``REDIS_URL``): the same, then a Redis lock per sender with a short timeout,
+  extended while the turn runs (a hub that dies mid-turn blocks its customer for seconds,
+  not for ever) and a **fencing token**: every
   holder gets the next number of a per-sender counter, and before writing the turn's answer
   it checks the counter is still its own. A holder that stalled past the timeout, while
   another hub took the customer's next message, finds a newer token and does not write.
@@ -102,19 +103,36 @@ class RedisSenderLocks(LocalSenderLocks):
             if self._warned:
                 log.info("turn lock: Redis reachable again")
                 self._warned = False
+            done = threading.Event()
+            keeper = threading.Thread(target=self._keep, args=(lock, done), daemon=True)
+            keeper.start()
             try:
                 yield fence
             finally:
+                done.set()
+                keeper.join(timeout=2)
                 try:
                     lock.release()
-                except redis.RedisError as exc:  # expired (took longer than ttl) or gone
+                except redis.RedisError as exc:  # expired (a stall beyond the ttl) or gone
                     log.warning("turn lock of %s: %s", sender, exc)
+
+    def _keep(self, lock, done: threading.Event) -> None:
+        """Extend the lock while the turn runs: the ttl can stay short, so the customer of
+        a hub that died mid-turn waits seconds, not minutes, for another hub to take over."""
+        while not done.wait(self.ttl / 3):
+            try:
+                lock.extend(self.ttl, replace_ttl=True)
+            except Exception as exc:  # noqa: BLE001 - the fence tells the turn if it lost
+                log.warning("turn lock: could not extend (%s)", exc)
+                return
+
+
+LOCK_TTL = 6.0  # seconds; extended every ttl/3 while the turn runs
 
 
 def from_settings(settings) -> LocalSenderLocks:
     if not settings.redis_url:
         return LocalSenderLocks()
-    # a turn is at most a few Rasa calls of RASA_TIMEOUT each
-    ttl = settings.rasa_timeout * 3 + 15
-    return RedisSenderLocks(settings.redis_url, settings.redis_key_prefix, ttl=ttl,
-                            wait=ttl + 5)
+    # wait for a live holder as long as a turn can take: a few Rasa calls of RASA_TIMEOUT
+    return RedisSenderLocks(settings.redis_url, settings.redis_key_prefix, ttl=LOCK_TTL,
+                            wait=settings.rasa_timeout * 3 + 15)
