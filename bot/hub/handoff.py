@@ -51,6 +51,10 @@ class HandoffHub:
     # ---- customer side hooks (called by the channels after every turn) ----------------
 
     async def on_turn(self, sender: str, channel: str, result: TurnResult) -> None:
+        involved = result.escalated or result.left_queue or (
+            result.status in ("waiting_agent", "with_agent") and result.inbound)
+        if not involved:
+            return  # the bot alone: nothing for the consoles (and no database round trip)
         team = await run_in_threadpool(self._team_of, result.conversation_id)
         if result.escalated or result.left_queue:
             await self.publish({"type": "queue"}, team)
