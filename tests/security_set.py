@@ -20,6 +20,8 @@ ATTACKS: dict[str, list[str]] = {
     "A crashed child takes the stack down": [
         "test_launcher_supervision.py::test_a_killed_action_server_is_restarted",
         "test_launcher_supervision.py::test_a_killed_hub_is_restarted",
+        "test_launcher_supervision.py::test_an_action_server_killed_mid_form_leaves_no_half",
+        "test_launcher_supervision.py::test_a_killed_rasa_gets_an_apology_and_the_conversation",
         "test_launcher_supervision.py::test_killing_the_launcher_outright_takes_the_children_along",
         "test_launcher_supervision.py::test_a_busy_port_is_named_with_its_process",
         "test_hub_faults.py::test_rasa_unavailable",

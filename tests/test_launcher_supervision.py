@@ -213,6 +213,65 @@ def test_a_turn_retried_after_the_action_server_died_counts_once(launcher):
     assert said() == 1
 
 
+def test_an_action_server_killed_mid_form_leaves_no_half_case_and_the_form_resumes(launcher):
+    """Mid-way through a return (order given, email asked), the action server dies: the
+    customer's answer gets the apology and is kept; resent once the server is back, the form
+    goes on from where it was, and no case was half-written meanwhile."""
+    from types import SimpleNamespace
+
+    from sqlalchemy import select
+
+    from bot.db.models import Case, Conversation
+    from bot.db.session import session_scope
+    from tests.test_typed_flows import new_order
+
+    db = launcher.env["DATABASE_URL"]
+    order = new_order(SimpleNamespace(settings=SimpleNamespace(database_url=db)), ["TV-55"])
+    chat = Chat(launcher.hub_url, locale="es")
+    assert "ped-" in Chat.texts(chat.say("quiero devolver un producto")).lower()
+    asked = Chat.texts(chat.say(f"es el {order['number']}")).lower()
+    assert "correo" in asked or "email" in asked, asked
+    os.kill(launcher.child("rasa_sdk"), signal.SIGKILL)
+    _wait_for(lambda: httpx.get(f"{launcher.hub_url}/healthz", timeout=10).status_code == 503,
+              15, "/healthz saying the action server is down", step=0.2)
+    failed = Chat.texts(chat.say(order["email"], message_id="mid-form-1"))
+    assert "problema técnico" in failed, failed
+    _wait_for(lambda: httpx.get(f"{launcher.hub_url}/healthz").status_code == 200, 60,
+              "the action server back")
+    resumed = Chat.texts(chat.say(order["email"], message_id="mid-form-1")).lower()
+    assert "problema técnico" not in resumed and resumed.strip(), resumed
+    assert "correo" not in resumed and "ped-" not in resumed, resumed  # the next question
+    with session_scope(db) as s:
+        conv = s.execute(select(Conversation).where(Conversation.sender == chat.sender)
+                         ).scalar_one()
+        assert s.execute(select(Case).where(Case.conversation_id == conv.id)).first() is None
+
+
+def test_a_killed_rasa_gets_an_apology_and_the_conversation_goes_on(launcher):
+    """Rasa dies mid-conversation: /healthz names it, the customer gets the apology within
+    RASA_TIMEOUT and their message is kept; once the launcher has Rasa back, the next message
+    works and the failed one, resent, is answered once."""
+    chat = Chat(launcher.hub_url, locale="es")
+    assert "problema técnico" not in Chat.texts(chat.say("hola"))
+    os.kill(launcher.child("bot.rasa_entry"), signal.SIGKILL)
+
+    def rasa_down() -> bool:
+        resp = httpx.get(f"{launcher.hub_url}/healthz", timeout=10)
+        return resp.status_code == 503 and "rasa" in resp.json()["down"]
+
+    _wait_for(rasa_down, 15, "/healthz naming Rasa", step=0.2)
+    started = time.monotonic()
+    failed = Chat.texts(chat.say("¿cuánto tarda un reembolso?", message_id="rasa-down-1"))
+    assert "problema técnico" in failed, failed
+    assert time.monotonic() - started < 10 + 5  # RASA_TIMEOUT (default 10 s) and some slack
+    _wait_for(lambda: httpx.get(f"{launcher.hub_url}/healthz").status_code == 200, 240,
+              "Rasa back (model loaded)", step=2)
+    assert "problema técnico" not in Chat.texts(chat.say("gracias"))
+    again = Chat.texts(chat.say("¿cuánto tarda un reembolso?", message_id="rasa-down-1"))
+    assert "problema técnico" not in again and again.strip(), again
+    assert "rasa exited (signal 9); restarting" in launcher.output
+
+
 def test_a_killed_hub_is_restarted(launcher):
     old = launcher.child("uvicorn")
     os.kill(old, signal.SIGKILL)
