@@ -1,6 +1,8 @@
 # The two commands: `make run` and `make test`. Both bootstrap whatever is missing first.
 # `make security`: the attack and fault set of issue 15 against the started processes, as a table
-.PHONY: security run test train bench bench-dialogues bench-nlu bench-faq lint bootstrap lock clean
+# `make run-scale` (or PROFILE=scale make run): PostgreSQL + Redis + N Rasa + M hubs behind HAProxy
+# `make bench-load`: simulated customers against the default and the scale profile
+.PHONY: security run run-scale test train bench bench-dialogues bench-nlu bench-faq bench-load bench-dashboard lint bootstrap lock clean
 
 PY := .venv/bin/python
 
@@ -8,7 +10,12 @@ bootstrap:
 	@scripts/bootstrap.sh
 
 run: bootstrap
+	@if [ "$(PROFILE)" = scale ]; then scripts/ensure_haproxy.sh; fi
 	@$(PY) -m bot run
+
+run-scale: bootstrap
+	@scripts/ensure_haproxy.sh
+	@PROFILE=scale $(PY) -m bot run
 
 test: bootstrap
 	@scripts/ensure_chromium.sh
@@ -34,6 +41,15 @@ bench-nlu: bootstrap
 
 bench-faq: bootstrap
 	@$(PY) -m bench.faq_eval
+
+bench-load: bootstrap
+	@case "$${BENCH_LOAD_PROFILES:-default,scale}" in *scale*) scripts/ensure_haproxy.sh;; esac
+	@$(PY) -m bench.load
+
+# KPI dashboard server time with 100 000 conversations (BENCH_DASHBOARD_N): SQLite, and
+# PostgreSQL when one answers on 127.0.0.1:5432 (or BENCH_POSTGRES_URL)
+bench-dashboard: bootstrap
+	@$(PY) -m bench.dashboard
 
 lint: bootstrap
 	@$(PY) -m ruff check bot actions tests bench scripts alembic nlu_components

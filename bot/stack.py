@@ -227,6 +227,18 @@ class Stack:
                 "rasa": ("127.0.0.1", self.rasa_port),
                 "actions": ("127.0.0.1", self.action_port)}
 
+    def port_setting(self, name: str) -> str:
+        """The environment variable that moves a child's port (named in port errors)."""
+        return _ENV_OF_PORT[name]
+
+    def describe(self) -> str:
+        """What the launcher says it starts and stops."""
+        return "Rasa server, action server and hub"
+
+    def banner_lines(self) -> list[str]:
+        """Extra lines for the launcher's banner (the scale profile lists its processes)."""
+        return []
+
     def check_ports(self, names: list[str] | None = None) -> None:
         """Raise ``PortInUse`` naming the port and its holder when one is taken."""
         for name, (host, port) in self.ports().items():
@@ -236,7 +248,7 @@ class Stack:
                 owner = port_owner(port) or "a process this user cannot see"
                 raise PortInUse(
                     f"port {port} ({name}) is already in use by {owner}; stop that process "
-                    f"or choose another port with {_ENV_OF_PORT[name]}")
+                    f"or choose another port with {self.port_setting(name)}")
 
     def start(self, only: str | None = None) -> None:
         """Start all three processes (or one of them again, e.g. after a fault test)."""

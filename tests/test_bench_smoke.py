@@ -1,6 +1,7 @@
-"""Smoke runs of every benchmark (`make bench`, `bench-dialogues`, `bench-nlu`, `bench-faq`)
-at tiny sizes: each exits 0 and writes its JSON result with the expected keys (the first two
-start the real stack on free ports with a throw-away database). No assertion on the numbers."""
+"""Smoke runs of every benchmark (`make bench`, `bench-dialogues`, `bench-nlu`, `bench-faq`,
+`bench-load`) at tiny sizes: each exits 0 and writes its JSON result with the expected keys
+(`bench`, `bench-dialogues` and `bench-load` start the real stack on free ports with a
+throw-away database). No assertion on the numbers."""
 
 from __future__ import annotations
 
@@ -111,3 +112,35 @@ def test_faq_bench_smoke():
     assert {"top1", "no_answer_rejection", "false_rejection"} <= set(next(iter(
         metrics.values())))
     assert "hybrid (ours)" in proc.stdout
+
+
+def test_load_bench_smoke():
+    """`make bench-load` at a tiny size, default profile only (the scale profile's processes
+    are tested in tests/test_scale_profile.py): the counters, latencies and the CPU model."""
+    proc, report = _run("bench.load", BENCH_LOAD_CUSTOMERS="4", BENCH_LOAD_SECONDS="12",
+                        BENCH_LOAD_PROFILES="default")
+    assert set(report["runs"]) == {"default"} and report["problems"] == []
+    result = report["runs"]["default"]["result"]
+    assert {"messages", "answered", "lost", "duplicated", "reordered", "failed", "empty",
+            "p50_ms", "p95_ms", "throughput_per_s", "by_channel", "served_by"} <= set(result)
+    assert result["answered"] > 0 and result["by_channel"]["ws"]["messages"] > 0
+    assert result["by_channel"]["rest"]["messages"] > 0
+    run = report["runs"]["default"]
+    assert run["transcript"]["sent_not_stored"] == 0 and run["cpu_ms_per_turn"]["rasa"] > 0
+    assert {"4_cores", "8_cores", "efficiency"} <= set(run["projection"])
+    assert report["raised_limits"]["IP_RATE_BURST"] and "IP_RATE_BURST" in proc.stdout
+    assert "throughput msg/s" in proc.stdout and "PASS" in proc.stdout
+
+
+def test_dashboard_bench_smoke():
+    """`make bench-dashboard` at a tiny size: seeds, times the service call and one started
+    hub's API (and PostgreSQL when it answers)."""
+    proc, report = _run("bench.dashboard", BENCH_DASHBOARD_N="300", BENCH_DASHBOARD_REPEAT="1")
+    sqlite = report["backends"]["sqlite"]
+    assert sqlite["rows"]["conversations"] == 300 and report["target_ms"] == 300
+    assert set(sqlite["service"]) == set(report["views"]) == set(sqlite["http"])
+    for view, res in sqlite["service"].items():
+        assert {"median_ms", "min_ms", "max_ms", "runs", "conversations_in_period",
+                "points"} <= set(res), view
+        assert sqlite["http"][view]["server"]["median_ms"] >= 0
+    assert "last_30_days_by_day" in proc.stdout

@@ -336,7 +336,8 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     """Start Rasa, actions and hub; restart any that dies; stop all three on Ctrl-C or
-    SIGTERM (and they die with this process even when it is killed outright)."""
+    SIGTERM (and they die with this process even when it is killed outright). With
+    PROFILE=scale: N Rasa servers, M hubs and HAProxy on PostgreSQL and Redis (bot/scale/)."""
     from pathlib import Path
 
     from bot.core.config import ROOT, VAR_DIR
@@ -345,8 +346,19 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     log_dir = Path(settings.log_dir) if settings.log_dir else VAR_DIR / "log"
     if not log_dir.is_absolute():
         log_dir = ROOT / log_dir
-    stack = Stack(settings, rasa_port=int(_env("RASA_PORT", "5005")),
-                  action_port=int(_env("ACTION_PORT", "5055")), log_dir=log_dir)
+    profile = _env("PROFILE", "default")
+    if profile == "scale":  # PostgreSQL, Redis, N Rasa, M hubs, HAProxy (bot/scale/)
+        from bot.scale.prepare import prepare_or_explain
+
+        stack = prepare_or_explain(settings, log_dir)
+        if stack is None:
+            return 1
+    elif profile == "default":
+        stack = Stack(settings, rasa_port=int(_env("RASA_PORT", "5005")),
+                      action_port=int(_env("ACTION_PORT", "5055")), log_dir=log_dir)
+    else:
+        print(f"error: PROFILE must be 'default' or 'scale', not {profile!r}", file=sys.stderr)
+        return 2
     stopping = False
 
     def _stop(signum, _frame):
@@ -355,10 +367,11 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
-    print(f"starting Rasa server, action server and hub (logs in {log_dir}/)…", flush=True)
+    print(f"starting {stack.describe()} (logs in {log_dir}/)…", flush=True)
     try:
         stack.start()
-        deadline = time.monotonic() + 240
+        # the scale profile loads several Rasa models at once on the same cores
+        deadline = time.monotonic() + (240 if profile == "default" else 600)
         while not stopping:
             try:
                 stack.wait_healthy(timeout=min(5.0, max(0.1, deadline - time.monotonic())))
@@ -377,7 +390,9 @@ Postventa assistant is running.
   Health   : {stack.hub_url}/healthz
   Try      : curl -s {stack.hub_url}/api/messages -H 'content-type: application/json' \\
                -d '{{"sender": "demo-session-0001", "text": "hola"}}'
-Press Ctrl-C to stop all three processes.""", flush=True)
+{"".join(line + chr(10) for line in stack.banner_lines())}\
+Press Ctrl-C to stop all {"three" if len(stack.procs) == 3 else len(stack.procs)} processes.""",
+                  flush=True)
         while not stopping:
             stack.supervise()  # a dead process is restarted with back-off (and reported)
             time.sleep(0.5)
