@@ -956,7 +956,8 @@ class ActionRouteRequest(Action):
         result = knowledge_base().search(text, lang)
         if result.decision != "answer":
             return []
-        return [*respond(dispatcher, result, lang), FollowupAction("action_listen")]
+        return [*respond(dispatcher, result, lang, tracker=tracker),
+                FollowupAction("action_listen")]
 
 
 # --- case status -----------------------------------------------------------------------------

@@ -51,7 +51,7 @@ class ActionFallback(Action):
             lang = language_of(tracker)
             result = knowledge_base().search(text, lang)
             if result.decision != "none":
-                return respond(dispatcher, result, lang)
+                return respond(dispatcher, result, lang, tracker=tracker)
         if consecutive_fallbacks(tracker.events) >= 2:
             dispatcher.utter_message(response="utter_still_not_understood")
             return [SlotSet("handoff_reason", "fallback"), FollowupAction("action_handoff")]

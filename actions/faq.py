@@ -2,21 +2,28 @@
 
 The answer text comes from the KB in the customer's language (admins edit it live); the
 framing around it (suggestions, "I don't know", the follow-up question) is in the domain.
+Each answer shown and each yes/no to "did it help?" is recorded per entry (``faq_events``)
+for the editor's statistics.
 """
 
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
 from typing import Any
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
+from sqlalchemy.exc import SQLAlchemyError
 
-from actions.base import language_of, record_outcome
+from actions.base import conversation_id, db_session, language_of, record_outcome
 from bot.core.config import get_settings
+from bot.services.kb import feedback
 from bot.services.kb.live import LiveKnowledgeBase
 from bot.services.kb.search import SearchResult
+
+log = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=1)
@@ -35,12 +42,27 @@ def requested_faq_id(tracker: Tracker) -> str | None:
     return next(iter(tracker.get_latest_entity_values("faq_id")), None)
 
 
+def note_faq_event(tracker: Tracker | None, faq_id: str, kind: str,
+                   lang: str | None = None) -> None:
+    """Count it for the editor's per-entry statistics; only conversations that came through
+    the hub (they have an id) are counted, and a database hiccup never costs the answer."""
+    cid = conversation_id(tracker) if tracker is not None else None
+    if not cid:
+        return
+    try:
+        with db_session() as session:
+            feedback.record(session, faq_id, kind, cid, lang)
+    except SQLAlchemyError:
+        log.warning("could not record FAQ event %s for %s", kind, faq_id, exc_info=True)
+
+
 def send_answer(dispatcher: CollectingDispatcher, faq_id: str, lang: str,
-                in_form: bool = False) -> list[dict]:
+                in_form: bool = False, tracker: Tracker | None = None) -> list[dict]:
     answer = knowledge_base().answer(faq_id, lang)
     if answer is None:
         return []
     dispatcher.utter_message(text=answer["answer"])
+    note_faq_event(tracker, faq_id, "shown", lang)
     if in_form:  # the form asks its next question right after; no "did this help?"
         return []
     dispatcher.utter_message(response="utter_ask_faq_resolved")
@@ -48,10 +70,10 @@ def send_answer(dispatcher: CollectingDispatcher, faq_id: str, lang: str,
 
 
 def respond(dispatcher: CollectingDispatcher, result: SearchResult, lang: str,
-            in_form: bool = False) -> list[dict]:
+            in_form: bool = False, tracker: Tracker | None = None) -> list[dict]:
     """Answer, offer the best candidates, or say honestly that we do not know."""
     if result.decision == "answer":
-        return send_answer(dispatcher, result.candidates[0].faq_id, lang, in_form)
+        return send_answer(dispatcher, result.candidates[0].faq_id, lang, in_form, tracker)
     if result.decision == "suggest":
         buttons = [{"title": c.title, "payload": f'/ask_faq{{"faq_id": "{c.faq_id}"}}'}
                    for c in result.candidates[:3]]
@@ -68,7 +90,8 @@ def answer_in_form(dispatcher: CollectingDispatcher, tracker: Tracker, text: str
     lang = language_of(tracker)
     result = knowledge_base().search(text, lang)
     if result.decision == "answer" or (suggest and result.decision == "suggest"):
-        send_answer(dispatcher, result.candidates[0].faq_id, lang, in_form=True)
+        send_answer(dispatcher, result.candidates[0].faq_id, lang, in_form=True,
+                    tracker=tracker)
         return True
     return False
 
@@ -82,7 +105,7 @@ class ActionAnswerFaq(Action):
         lang = language_of(tracker)
         chosen = requested_faq_id(tracker)
         if chosen:
-            events = send_answer(dispatcher, chosen, lang)
+            events = send_answer(dispatcher, chosen, lang, tracker=tracker)
             if events:
                 return events
         text = customer_text(tracker)
@@ -90,7 +113,8 @@ class ActionAnswerFaq(Action):
             dispatcher.utter_message(response="utter_ask_faq_question")
             return [SlotSet("faq_id", None)]
         in_form = bool((tracker.active_loop or {}).get("name"))
-        return respond(dispatcher, knowledge_base().search(text, lang), lang, in_form)
+        return respond(dispatcher, knowledge_base().search(text, lang), lang, in_form,
+                       tracker)
 
 
 class ActionFaqFeedback(Action):
@@ -111,6 +135,7 @@ class ActionFaqFeedback(Action):
         positive = intent in ("affirm", "thank")  # "sí, gracias" is often read as thanks
         if positive and answered:
             record_outcome(tracker, "resolved_bot_confirmed")
+            note_faq_event(tracker, answered, "helped", language_of(tracker))
             dispatcher.utter_message(response="utter_faq_glad")
             return [SlotSet("faq_id", None), FollowupAction("action_offer_survey")]
         elif intent == "thank":
@@ -120,5 +145,6 @@ class ActionFaqFeedback(Action):
         else:
             if answered:
                 record_outcome(tracker, "faq_not_solved")
+                note_faq_event(tracker, answered, "not_helped", language_of(tracker))
             dispatcher.utter_message(response="utter_faq_not_solved")
         return [SlotSet("faq_id", None)]

@@ -30,6 +30,7 @@ from actions.cases_intake import reset_flow_events
 from actions.survey import SURVEY_SLOTS
 from bot.db.models import Customer
 from bot.services import cases
+from bot.services.kb import feedback
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +182,8 @@ class ActionHandoff(Action):
                                          note=f"handed off again: {reason}")
                 case_number = case.number
                 order_number = order_number or (case.details or {}).get("order_number")
+                if cid is not None:  # the editor shows hand-offs after each FAQ answer
+                    feedback.record_handoff(session, cid)
                 customer_info = {
                     "id": customer.id if customer else customer_key,
                     "name": customer.name if customer else tracker.get_slot("customer_name"),

@@ -232,6 +232,14 @@ class FaqEntry(Base):
     deleted = Column(Boolean, nullable=False, default=False)
     updated_at = Column(DateTime, nullable=False, default=utcnow)
     updated_by = Column(String(64), nullable=False, default="system")
+    # Editor (console /console/kb): ``content``/``tags`` are what customers get; an unpublished
+    # edit waits in ``draft`` ({"tags", "content"}) until an admin publishes it. An entry made
+    # in the editor has no ``published_at`` (last publish) until its first publish and is
+    # invisible till then.
+    draft = Column(JSON, nullable=True)
+    draft_by = Column(String(64), nullable=True)
+    draft_at = Column(DateTime, nullable=True)
+    published_at = Column(DateTime, nullable=True)
     # Optimistic locking: every UPDATE checks the version it read, so two concurrent edits
     # can never silently overwrite each other (the loser gets a conflict).
     __mapper_args__ = {"version_id_col": version}
@@ -244,10 +252,29 @@ class FaqRevision(Base):
         Integer, ForeignKey("faq_entries.id", ondelete="CASCADE"), nullable=False, index=True
     )
     version = Column(Integer, nullable=False)
-    action = Column(String(10), nullable=False)  # create | update | delete | restore
+    # create | update | delete | restore (publish-like: change what customers get), publish |
+    # revert (editor), draft | discard (the editor's working copy only; customers unaffected)
+    action = Column(String(10), nullable=False)
     snapshot = Column(JSON, nullable=False)
     changed_by = Column(String(64), nullable=False)
     changed_at = Column(DateTime, nullable=False, default=utcnow)
+
+
+class FaqEvent(Base):
+    """What happened after an FAQ answer, per conversation: ``shown``, ``helped`` /
+    ``not_helped`` (the "did this help?" answer) and ``handoff_after`` (the conversation went
+    to a person after it). Written by the action server; counted per entry in the editor.
+    Keyed by ``faq_id`` (not the row) so that counts survive retiring and re-creating."""
+
+    __tablename__ = "faq_events"
+    __table_args__ = (Index("ix_faq_events_faq_id_kind", "faq_id", "kind"),)
+    id = Column(Integer, primary_key=True)
+    faq_id = Column(String(64), nullable=False)
+    conversation_id = Column(Integer, ForeignKey("conversations.id", ondelete="CASCADE"),
+                             nullable=True, index=True)
+    kind = Column(String(16), nullable=False)  # shown | helped | not_helped | handoff_after
+    language = Column(String(2), nullable=True)
+    at = Column(DateTime, nullable=False, default=utcnow)
 
 
 class VerificationAttempt(Base):

@@ -77,6 +77,13 @@ class SearchResult:
                                for c in self.candidates]}
 
 
+def has_language(entry: dict[str, Any], lang: str) -> bool:
+    """An entry answers in a language only when it has an answer there: the editor may
+    publish an entry with one language still untranslated (flagged as missing)."""
+    block = (entry.get("content") or {}).get(lang) or {}
+    return bool(str(block.get("answer") or "").strip() and str(block.get("title") or "").strip())
+
+
 def fold(text: str) -> str:
     text = unicodedata.normalize("NFD", text.lower())
     return "".join(c for c in text if unicodedata.category(c) != "Mn")
@@ -91,6 +98,7 @@ class LanguageIndex:
         import Stemmer
 
         self.lang = lang
+        entries = [e for e in entries if has_language(e, lang)]
         self.ids = [e["id"] for e in entries]
         self.titles = [e["content"][lang]["title"] for e in entries]
         self._stemmer = Stemmer.Stemmer(_STEMMER_LANG[lang])
@@ -100,7 +108,7 @@ class LanguageIndex:
         other = "en" if lang == "es" else "es"
         for i, e in enumerate(entries):
             block = e["content"][lang]
-            short = [block["title"], *block["questions"]]
+            short = [block["title"], *block.get("questions", [])]
             docs.append(" ".join(short * 2 + [block["answer"]] + e.get("tags", [])))
             # e5 is multilingual: the other language's questions are more paraphrases.
             alt = e["content"].get(other, {})
@@ -213,5 +221,6 @@ class FaqSearcher:
         return SearchResult(query, lang, decision, cands)
 
     def answer(self, faq_id: str, lang: str) -> dict[str, str] | None:
+        """None when the entry does not exist or is not translated to ``lang``."""
         entry = self.entries.get(faq_id)
-        return dict(entry["content"][lang]) if entry else None
+        return dict(entry["content"][lang]) if entry and has_language(entry, lang) else None

@@ -1,5 +1,9 @@
 """The live knowledge base in the database: edits with revision history and a version number
-that running processes poll to rebuild their search index without retraining."""
+that running processes poll to rebuild their search index without retraining.
+
+What customers get is an entry's ``content``/``tags`` once it has been published
+(``published_at``); the console editor's drafts live beside it (``bot.services.kb.editor``)
+and never reach the search index until published."""
 
 from __future__ import annotations
 
@@ -32,9 +36,16 @@ class ImportReport:
     skipped: int = 0
 
 
+# Revisions that change what customers get; ``draft``/``discard`` only touch the editor's
+# working copy, so they must not make every running process rebuild its index.
+PUBLISHED_ACTIONS = ("create", "update", "delete", "restore", "publish", "revert")
+
+
 def kb_version(session: Session) -> int:
-    """Increases with every create/update/delete: the id of the latest revision."""
-    return int(session.execute(select(func.max(FaqRevision.id))).scalar() or 0)
+    """Increases with every change customers can see (create, update, publish, revert,
+    delete): the id of the latest such revision. Polled before every search (one query)."""
+    return int(session.execute(select(func.max(FaqRevision.id)).where(
+        FaqRevision.action.in_(PUBLISHED_ACTIONS))).scalar() or 0)
 
 
 def as_dict(entry: FaqEntry) -> dict[str, Any]:
@@ -44,7 +55,7 @@ def as_dict(entry: FaqEntry) -> dict[str, Any]:
             "updated_by": entry.updated_by}
 
 
-def _flush_versioned(session: Session, entry: FaqEntry) -> None:
+def flush_versioned(session: Session, entry: FaqEntry) -> None:
     """Write with the version check; a concurrent edit that got there first is a conflict."""
     try:
         session.flush()
@@ -53,11 +64,17 @@ def _flush_versioned(session: Session, entry: FaqEntry) -> None:
                          "reload and edit again") from exc
 
 
-def _revise(session: Session, entry: FaqEntry, action: str, actor: str) -> None:
-    session.add(FaqRevision(
-        faq_entry_id=entry.id, version=entry.version, action=action, changed_by=actor,
-        snapshot={"tags": entry.tags, "content": entry.content, "deleted": entry.deleted},
-    ))
+def revise(session: Session, entry: FaqEntry, action: str, actor: str) -> FaqRevision:
+    """One row per version of the entry: what customers got (``tags``, ``content``), and the
+    editor's unpublished ``draft`` when there was one (so a conflict can show what changed
+    since any version an editor loaded)."""
+    snapshot = {"tags": entry.tags, "content": entry.content, "deleted": entry.deleted}
+    if entry.draft is not None:
+        snapshot["draft"] = entry.draft
+    revision = FaqRevision(faq_entry_id=entry.id, version=entry.version, action=action,
+                           changed_by=actor, snapshot=snapshot)
+    session.add(revision)
+    return revision
 
 
 def get(session: Session, faq_id: str, *, lock: bool = False) -> FaqEntry | None:
@@ -67,10 +84,14 @@ def get(session: Session, faq_id: str, *, lock: bool = False) -> FaqEntry | None
     return session.execute(stmt).scalar_one_or_none()
 
 
-def list_entries(session: Session, include_deleted: bool = False) -> list[FaqEntry]:
+def list_entries(session: Session, include_deleted: bool = False,
+                 include_unpublished: bool = False) -> list[FaqEntry]:
+    """Published entries (what customers can get) unless asked for more."""
     stmt = select(FaqEntry).order_by(FaqEntry.faq_id)
     if not include_deleted:
         stmt = stmt.where(FaqEntry.deleted.is_(False))
+    if not include_unpublished:
+        stmt = stmt.where(FaqEntry.published_at.isnot(None))
     return list(session.execute(stmt).scalars())
 
 
@@ -81,11 +102,12 @@ def create(session: Session, raw: dict[str, Any], actor: str) -> FaqEntry:
         raise KBError(f"entry {data['id']!r} already exists")
     if existing is not None:  # re-creating a deleted entry restores it with new content
         return _apply(session, existing, data, actor, "restore")
+    now = utcnow()
     entry = FaqEntry(faq_id=data["id"], tags=data["tags"], content=data["content"],
-                     updated_by=actor, updated_at=utcnow())
+                     updated_by=actor, updated_at=now, published_at=now)
     session.add(entry)
     session.flush()
-    _revise(session, entry, "create", actor)
+    revise(session, entry, "create", actor)
     session.flush()
     return entry
 
@@ -96,9 +118,9 @@ def _apply(session: Session, entry: FaqEntry, data: dict[str, Any], actor: str,
     entry.content = data["content"]
     entry.deleted = False
     entry.updated_by = actor
-    entry.updated_at = utcnow()
-    _flush_versioned(session, entry)
-    _revise(session, entry, action, actor)
+    entry.updated_at = entry.published_at = utcnow()
+    flush_versioned(session, entry)
+    revise(session, entry, action, actor)
     session.flush()
     return entry
 
@@ -128,8 +150,8 @@ def delete(session: Session, faq_id: str, actor: str,
     entry.deleted = True
     entry.updated_by = actor
     entry.updated_at = utcnow()
-    _flush_versioned(session, entry)
-    _revise(session, entry, "delete", actor)
+    flush_versioned(session, entry)
+    revise(session, entry, "delete", actor)
     session.flush()
     return entry
 

@@ -693,6 +693,7 @@
       state.csrf = me.csrf_token;
       $("me").textContent = me.username + " · " + (me.role === "admin" ? "admin" : "agente")
         + " · " + me.team;
+      $("kb-link").hidden = me.role !== "admin";
       $("privacy-link").hidden = me.role !== "admin";
       $("people-link").hidden = me.role !== "admin";
       connect();
