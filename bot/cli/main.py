@@ -250,12 +250,15 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     try:
         filters = kpi.Filters(since=when(args.since), until=when(args.until),
                               channel=args.channel, language=args.language,
-                              case_type=args.case_type, agent_id=args.agent)
+                              case_type=args.case_type, agent_id=args.agent,
+                              team=args.team)
     except ValueError as exc:
         print(f"error: {exc} (dates as YYYY-MM-DD)", file=sys.stderr)
         return 2
     with session_scope(settings.database_url) as session:
-        data = kpi.report(session, filters, idle_timeout=settings.conversation_idle_timeout)
+        # the same call as the console's dashboard (bot/services/kpi_dashboard.py)
+        data = kpi.report(session, filters, idle_timeout=settings.conversation_idle_timeout,
+                          sla=kpi.Sla.from_settings(settings))
     if args.json:
         _print_json(data)
         return 0
@@ -286,6 +289,12 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
         ("Agent handling time", dur(data["handling_time"])),
         ("Reopen rate", show(data["reopen_rate_pct"], " %")),
         ("Survey response rate", show(data["survey_response_rate_pct"], " %")),
+        ("CSAT bot / human", f"{show(data['csat_bot_pct'], ' %')} / "
+                             f"{show(data['csat_human_pct'], ' %')}"),
+        (f"SLA first reply <= {data['sla']['first_response_minutes']} min",
+         show(data["sla"]["first_response_pct"], " %")),
+        (f"SLA resolved <= {data['sla']['resolution_hours']} h",
+         show(data["sla"]["resolution_pct"], " %")),
     ] + [(f"Resolution time ({k})", _hours(v)) for k, v in data["resolution_time"].items()]
     for name, value in rows:
         print(f"{name:28} {value}")
@@ -481,6 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--language", choices=["es", "en"])
     rep.add_argument("--case-type", choices=["warranty", "return", "exchange", "support"])
     rep.add_argument("--agent", type=int, help="staff user id")
+    rep.add_argument("--team", help="the team whose queue the conversations were in")
     rep.set_defaults(func=cmd_report)
 
     users = sub.add_parser("users", help="staff users").add_subparsers(dest="users_cmd",

@@ -82,7 +82,12 @@ class Conversation(Base):
     """One conversation with a customer; a sender (channel key) may have several over time."""
 
     __tablename__ = "conversations"
-    __table_args__ = (Index("ix_conversations_sender_started", "sender", "started_at"),)
+    __table_args__ = (
+        Index("ix_conversations_sender_started", "sender", "started_at"),
+        # KPI dashboard (migration 0007): period filter, "came back within 72 h / 7 days"
+        Index("ix_conversations_started_at", "started_at"),
+        Index("ix_conversations_customer_started", "customer_id", "started_at"),
+    )
     id = Column(Integer, primary_key=True)
     sender = Column(String(128), nullable=False)
     channel = Column(String(16), nullable=False)  # web | telegram | api
@@ -142,6 +147,8 @@ class Message(Base):
 
 class Case(Base):
     __tablename__ = "cases"
+    __table_args__ = (Index("ix_cases_created_at", "created_at"),  # KPI period filter
+                      Index("ix_cases_conversation_id", "conversation_id"))
     id = Column(Integer, primary_key=True)
     number = Column(String(20), nullable=False, unique=True)
     type = Column(String(16), nullable=False)  # warranty | return | exchange | support
@@ -166,6 +173,7 @@ class Case(Base):
 
 class CaseEvent(Base):
     __tablename__ = "case_events"
+    __table_args__ = (Index("ix_case_events_case_id", "case_id"),)
     id = Column(Integer, primary_key=True)
     case_id = Column(Integer, ForeignKey("cases.id", ondelete="CASCADE"), nullable=False)
     kind = Column(String(20), nullable=False)  # created | status | note | resolution

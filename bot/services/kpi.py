@@ -1,38 +1,64 @@
-"""KPI engine: pure functions over the case database (no Rasa), formulas of DOMAIN.md.
+"""KPI engine: the formulas of DOMAIN.md over the case database (no Rasa).
 
-Every KPI is filterable by period, channel, language, case type and agent. A KPI with no
+Every KPI is filterable by period, channel, language, case type, agent and team. A KPI with no
 data is ``None`` ("n/a"), never 0: an empty week must not look like a terrible one.
+
+``report`` (one period: `python -m bot report --json` and the dashboard's tiles) and
+``series`` (per day/week/month: the dashboard's charts) are the same computation — SQL
+counters from ``kpi_queries`` turned into KPIs by ``_kpis`` — with and without a time
+grouping, so the CLI and the dashboard agree by construction. Nothing here loads rows.
 """
 
 from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from bot.db.models import Case, CaseEvent, Conversation, SurveyResponse
+from bot.services import kpi_queries as q
+from bot.services.kpi_queries import (  # noqa: F401 - the KPI vocabulary, re-exported
+    ABANDONED_OUTCOMES,
+    CONFIRMED,
+    ESCALATED_OUTCOMES,
+    FCR_WINDOW,
+    NOT_CONTAINED,
+    RETURN_WINDOW,
+    SCALES,
+    Durations,
+)
+from bot.services.kpi_sql import UNITS, bucket_starts
 
-CONFIRMED = "resolved_bot_confirmed"
-ESCALATED_OUTCOMES = {"escalated", "abandoned_queue"}
-ABANDONED_OUTCOMES = {"abandoned", "abandoned_queue"}
-NOT_CONTAINED = {"faq_not_solved", "form_in_progress"}
-FCR_WINDOW = timedelta(days=7)
-RETURN_WINDOW = timedelta(hours=72)
+CASE_TYPES = ("warranty", "return", "exchange", "support")
+CHANNELS = ("web", "telegram", "api")
+LANGUAGES = ("es", "en")
 
 
 @dataclass(frozen=True)
 class Filters:
     since: datetime | None = None
-    until: datetime | None = None
+    until: datetime | None = None  # exclusive
     channel: str | None = None
     language: str | None = None
     case_type: str | None = None
     agent_id: int | None = None
+    team: str | None = None
+
+
+@dataclass(frozen=True)
+class Sla:
+    """Service-level targets (``SLA_FIRST_RESPONSE_MINUTES``, ``SLA_RESOLUTION_HOURS``)."""
+
+    first_response_minutes: int = 30
+    resolution_hours: int = 168
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Sla:
+        return cls(settings.sla_first_response_minutes, settings.sla_resolution_hours)
 
 
 def pct(part: int, whole: int) -> float | None:
@@ -55,17 +81,26 @@ def csat(scores: Iterable[int]) -> float | None:
     return pct(sum(1 for x in s if x >= 4), len(s))
 
 
+def nps_from_counts(promoters: int, detractors: int, answers: int) -> float | None:
+    if not answers:
+        return None
+    return round(100.0 * (promoters - detractors) / answers, 1)
+
+
 def nps(scores: Iterable[int]) -> float | None:
     s = [x for x in scores if x is not None]
-    if not s:
-        return None
-    return round(100.0 * (sum(x >= 9 for x in s) - sum(x <= 6 for x in s)) / len(s), 1)
+    return nps_from_counts(sum(x >= 9 for x in s), sum(x <= 6 for x in s), len(s))
+
+
+def ces_from_counts(total: int, easy: int, answers: int) -> dict[str, float | None]:
+    # the same float as statistics.fmean over integer scores (an exact sum divided by n)
+    return {"mean": round(total / answers, 2) if answers else None,
+            "pct_5_to_7": pct(easy, answers), "answers": answers}
 
 
 def ces(scores: Iterable[int]) -> dict[str, float | None]:
     s = [x for x in scores if x is not None]
-    return {"mean": round(statistics.fmean(s), 2) if s else None,
-            "pct_5_to_7": pct(sum(x >= 5 for x in s), len(s)), "answers": len(s)}
+    return ces_from_counts(sum(s), sum(x >= 5 for x in s), len(s))
 
 
 def duration_stats(seconds: list[float]) -> dict[str, float | None]:
@@ -73,137 +108,169 @@ def duration_stats(seconds: list[float]) -> dict[str, float | None]:
             "p90_s": percentile(seconds, 90), "count": len(seconds)}
 
 
-# --- queries -----------------------------------------------------------------------------
-
-def _conversations(session: Session, f: Filters) -> list[Conversation]:
-    stmt = select(Conversation)
-    if f.since:
-        stmt = stmt.where(Conversation.started_at >= f.since)
-    if f.until:
-        stmt = stmt.where(Conversation.started_at < f.until)
-    if f.channel:
-        stmt = stmt.where(Conversation.channel == f.channel)
-    if f.language:
-        stmt = stmt.where(Conversation.language == f.language)
-    if f.agent_id is not None:
-        stmt = stmt.where(Conversation.agent_id == f.agent_id)
-    convs = list(session.execute(stmt).scalars())
-    if f.case_type:
-        with_type = set(session.execute(
-            select(Case.conversation_id).where(Case.type == f.case_type)).scalars())
-        convs = [c for c in convs if c.id in with_type]
-    return convs
+def _durations(d: Durations | None) -> dict[str, float | None]:
+    """``duration_stats`` of durations summarised by SQL (microseconds → seconds, exactly
+    as ``timedelta.total_seconds()``)."""
+    if d is None:
+        return duration_stats([])
+    return {"median_s": statistics.median([us / 1e6 for us in d.median_us]),
+            "p90_s": d.p90_us / 1e6, "count": d.count}
 
 
-def _cases(session: Session, f: Filters) -> list[Case]:
-    stmt = select(Case)
-    if f.since:
-        stmt = stmt.where(Case.created_at >= f.since)
-    if f.until:
-        stmt = stmt.where(Case.created_at < f.until)
-    if f.channel:
-        stmt = stmt.where(Case.channel == f.channel)
-    if f.language:
-        stmt = stmt.where(Case.language == f.language)
-    if f.case_type:
-        stmt = stmt.where(Case.type == f.case_type)
-    if f.agent_id is not None:
-        stmt = stmt.where(Case.assigned_agent_id == f.agent_id)
-    return list(session.execute(stmt).scalars())
+# --- counters → KPIs -------------------------------------------------------------------------
+
+_EMPTY_CONV = {name: 0 for name in (
+    "conversations", "demo", "escalated", "abandoned", "confirmed", "assumed", "surveys",
+    "answered", "ces_n", "ces_sum", "nps_n", "csat_n", "csat_bot_n", "csat_bot_good",
+    "csat_human_n", "csat_human_good")} | {
+    f"{name}_{v}": 0 for name, scale in SCALES.items() for v in scale}
 
 
-def _surveys(session: Session, conv_ids: set[int]) -> list[SurveyResponse]:
-    if not conv_ids:
-        return []
-    return list(session.execute(select(SurveyResponse).where(
-        SurveyResponse.conversation_id.in_(conv_ids))).scalars())
+def _kpis(conv: dict[str, int] | None, reasons: dict[str, int] | None,
+          cases: dict[str, dict[str, int]] | None, frt: Durations | None,
+          handled: Durations | None, resolution: dict[str | None, Durations], sla: Sla
+          ) -> dict[str, Any]:
+    c = conv or _EMPTY_CONV
+    cases = cases or {}
+    n = c["conversations"]
+    total = {k: sum(t[k] for t in cases.values()) for k in ("cases", "resolved", "reopened",
+                                                             "fcr_ok")}
+    dist = {name: {str(v): c[f"{name}_{v}"] for v in scale} for name, scale in SCALES.items()}
+    all_resolution = resolution.get(None)
+    return {
+        "conversations": n,
+        "demo_conversations": c["demo"],
+        "cases": total["cases"],
+        "csat_pct": pct(c["csat_4"] + c["csat_5"], c["csat_n"]),
+        "nps": nps_from_counts(c["nps_9"] + c["nps_10"], sum(c[f"nps_{v}"] for v in range(7)),
+                               c["nps_n"]),
+        "ces": ces_from_counts(c["ces_sum"], sum(c[f"ces_{v}"] for v in (5, 6, 7)), c["ces_n"]),
+        "fcr_pct": pct(total["fcr_ok"], total["resolved"]),
+        "containment_confirmed_pct": pct(c["confirmed"], n),
+        "containment_assumed_pct": pct(c["assumed"], n),
+        "escalation_rate_pct": pct(c["escalated"], n),
+        "abandonment_pct": pct(c["abandoned"], n),
+        "first_response_time": _durations(frt),
+        "handling_time": _durations(handled),
+        "resolution_time": {kind: _durations(resolution.get(kind)) for kind in sorted(cases)},
+        "reopen_rate_pct": pct(total["reopened"], total["resolved"]),
+        "survey_response_rate_pct": pct(c["answered"], c["surveys"]),
+        # beyond DOMAIN.md's table: what the dashboard charts (same counters)
+        "resolution_time_all": _durations(all_resolution),
+        "escalations": c["escalated"],
+        "escalation_reasons": dict(sorted((reasons or {}).items())),
+        "csat_bot_pct": pct(c["csat_bot_good"], c["csat_bot_n"]),
+        "csat_human_pct": pct(c["csat_human_good"], c["csat_human_n"]),
+        "sla": {"first_response_minutes": sla.first_response_minutes,
+                "first_response_pct": pct(frt.within or 0, frt.count) if frt else None,
+                "resolution_hours": sla.resolution_hours,
+                "resolution_pct": (pct(all_resolution.within or 0, all_resolution.count)
+                                   if all_resolution else None)},
+        "distributions": dist,
+    }
+
+
+def _add(into: dict, more: dict | None) -> dict:
+    """Counters of several buckets added up (nested per case type)."""
+    for key, value in (more or {}).items():
+        into[key] = _add(into.get(key, {}), value) if isinstance(value, dict) \
+            else into.get(key, 0) + value
+    return into
+
+
+def _compute(session: Session, f: Filters, grouping: q.Grouping, *, idle_timeout: int,
+             now: datetime | None, sla: Sla) -> dict[Any, dict[str, Any]]:
+    """KPIs per key of ``grouping`` (see ``kpi_queries.Grouping``): six queries whatever
+    the number of buckets. With buckets and a split, "current" is added: counters summed
+    over the buckets, percentiles from their own window."""
+    now = now or datetime.utcnow()
+    if session.get_bind().dialect.name == "postgresql":
+        # these queries read a few thousand rows each: PostgreSQL's JIT would spend longer
+        # compiling them (~80 ms per query measured) than running them. LOCAL: this
+        # transaction only.
+        session.execute(text("SET LOCAL jit = off"))
+    cutoff = now - timedelta(seconds=idle_timeout)
+    frt_target = sla.first_response_minutes * 60_000_000
+    res_target = sla.resolution_hours * 3_600_000_000
+    convs = q.conversation_counters(session, f, grouping, cutoff)
+    reasons = q.escalation_reasons(session, f, grouping)
+    cases = q.case_counters(session, f, grouping)
+    frt = q.first_response(session, f, grouping, frt_target)
+    handled = q.handling(session, f, grouping)
+    resolution: dict[Any, dict[str | None, Durations]] = {}
+    for (key, kind), d in q.resolution(session, f, grouping, res_target).items():
+        resolution.setdefault(key, {})[kind] = d
+    keys = set(convs) | set(cases)
+    if grouping.unit is None:
+        keys.add(None if grouping.split is None else "current")
+    if grouping.split is not None:
+        keys.add("previous")
+        if grouping.unit:
+            buckets = [k for k in keys if k not in ("previous", "current")]
+            convs["current"] = {}
+            cases["current"] = {}
+            reasons["current"] = {}
+            for k in buckets:
+                _add(convs["current"], convs.get(k))
+                _add(cases["current"], cases.get(k))
+                _add(reasons["current"], reasons.get(k))
+            convs["current"] = convs["current"] or None
+            keys.add("current")
+    return {key: _kpis(convs.get(key), reasons.get(key), cases.get(key), frt.get(key),
+                       handled.get(key), resolution.get(key, {}), sla) for key in keys}
+
+
+def _filters_dict(f: Filters) -> dict[str, Any]:
+    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in f.__dict__.items()}
 
 
 def report(session: Session, f: Filters | None = None, *, idle_timeout: int = 1800,
-           now: datetime | None = None) -> dict[str, Any]:
-    """All KPIs. A form left idle longer than `idle_timeout` counts as abandoned even if the
-    customer never came back (the hub only closes a conversation on its next message)."""
+           now: datetime | None = None, sla: Sla | None = None) -> dict[str, Any]:
+    """All KPIs of one period. A form left idle longer than `idle_timeout` counts as
+    abandoned even if the customer never came back (the hub only closes a conversation on
+    its next message)."""
     f = f or Filters()
-    now = now or datetime.utcnow()
-    convs = _conversations(session, f)
-    conv_ids = {c.id for c in convs}
-    surveys = _surveys(session, conv_ids)
-    case_rows = _cases(session, f)
-    case_ids = [c.id for c in case_rows]
-    events = list(session.execute(select(CaseEvent).where(CaseEvent.case_id.in_(case_ids)))
-                  .scalars()) if case_ids else []
-    reopened = {e.case_id for e in events if e.kind == "reopened"}
-    ever_resolved = {e.case_id for e in events if e.to_status == "resolved"}
-    escalated_convs = {c.id for c in convs
-                       if c.escalated_at is not None or c.outcome in ESCALATED_OUTCOMES}
+    data = _compute(session, f, q.TOTAL, idle_timeout=idle_timeout, now=now, sla=sla or Sla())
+    return {"filters": _filters_dict(f), **data[None]}
 
-    # containment: confirmed vs assumed, never mixed
-    everyone = list(session.execute(select(Conversation)).scalars())  # returns may be unfiltered
-    by_customer: dict[Any, list[Conversation]] = {}
-    for c in everyone:
-        by_customer.setdefault(c.customer_id or f"s:{c.sender}", []).append(c)
-    positive_survey = {s.conversation_id for s in surveys
-                       if (s.ces is not None and s.ces >= 5) or (s.nps is not None and s.nps >= 9)
-                       or (s.csat is not None and s.csat >= 4)}
 
-    def came_back(c: Conversation, window: timedelta) -> bool:
-        end = c.ended_at or c.last_activity_at
-        return any(o.id != c.id and end < o.started_at <= end + window
-                   for o in by_customer.get(c.customer_id or f"s:{c.sender}", []))
+def _points(data: dict[Any, dict[str, Any]], f: Filters, unit: str, sla: Sla
+            ) -> list[dict[str, Any]]:
+    empty = _kpis(None, None, None, None, None, {}, sla)
+    assert f.since is not None and f.until is not None
+    return [{"bucket": key, **data.get(key, empty)}
+            for key in bucket_starts(f.since, f.until, unit)]
 
-    abandoned = {c.id for c in convs if c.outcome in ABANDONED_OUTCOMES
-                 or (c.outcome == "form_in_progress" and c.status == "bot"
-                     and c.last_activity_at < now - timedelta(seconds=idle_timeout))}
-    not_escalated = [c for c in convs if c.id not in escalated_convs]
-    confirmed = [c for c in not_escalated if c.outcome == CONFIRMED or c.id in positive_survey]
-    confirmed_ids = {c.id for c in confirmed}
-    # assumed: no hand-off, not abandoned, not told us it did not help, no return in 72 h
-    assumed = [c for c in not_escalated if c.id not in confirmed_ids and c.id not in abandoned
-               and c.outcome not in NOT_CONTAINED and not came_back(c, RETURN_WINDOW)]
 
-    # FCR over resolved cases: no escalation, no reopening, no new contact within 7 days
-    resolved = [c for c in case_rows if c.id in ever_resolved]  # closed unresolved: no
-    conv_by_id = {c.id: c for c in everyone}
-    fcr_ok = 0
-    for case in resolved:
-        conv = conv_by_id.get(case.conversation_id)
-        escalated = conv is not None and (conv.escalated_at is not None
-                                          or conv.outcome in ESCALATED_OUTCOMES)
-        recontact = conv is not None and came_back(conv, FCR_WINDOW)
-        if not escalated and case.id not in reopened and not recontact:
-            fcr_ok += 1
+def _check(f: Filters, unit: str) -> None:
+    if unit not in UNITS:
+        raise ValueError(f"unit must be one of {UNITS}")
+    if f.since is None or f.until is None:
+        raise ValueError("a series needs both since and until")
 
-    # times
-    frt = [(c.first_agent_reply_at - c.escalated_at).total_seconds() for c in convs
-           if c.escalated_at and c.first_agent_reply_at]
-    # handling time: from the agent taking the conversation to handing it back
-    handling = [(c.handoff_ended_at - c.claimed_at).total_seconds() for c in convs
-                if c.claimed_at and c.handoff_ended_at and c.handoff_ended_at >= c.claimed_at]
-    resolution: dict[str, dict[str, float | None]] = {}
-    for kind in sorted({c.type for c in case_rows}):
-        secs = [(c.resolved_at - c.created_at).total_seconds() for c in case_rows
-                if c.type == kind and c.resolved_at]
-        resolution[kind] = duration_stats(secs)
 
-    answered = [s for s in surveys if any(v is not None for v in (s.ces, s.nps, s.csat))
-                or s.comment]
-    return {
-        "filters": {k: (v.isoformat() if isinstance(v, datetime) else v)
-                    for k, v in f.__dict__.items()},
-        "conversations": len(convs),
-        "demo_conversations": sum(bool(c.is_demo) for c in convs),
-        "cases": len(case_rows),
-        "csat_pct": csat(s.csat for s in surveys),
-        "nps": nps(s.nps for s in surveys),
-        "ces": ces(s.ces for s in surveys),
-        "fcr_pct": pct(fcr_ok, len(resolved)),
-        "containment_confirmed_pct": pct(len(confirmed), len(convs)),
-        "containment_assumed_pct": pct(len(assumed), len(convs)),
-        "escalation_rate_pct": pct(len(escalated_convs), len(convs)),
-        "abandonment_pct": pct(len(abandoned), len(convs)),
-        "first_response_time": duration_stats(frt),
-        "handling_time": duration_stats(handling),
-        "resolution_time": resolution,
-        "reopen_rate_pct": pct(len(reopened & ever_resolved), len(ever_resolved)),
-        "survey_response_rate_pct": pct(len(answered), len(surveys)),
-    }
+def series(session: Session, f: Filters, unit: str, *, idle_timeout: int = 1800,
+           now: datetime | None = None, sla: Sla | None = None) -> list[dict[str, Any]]:
+    """The KPIs per day, week or month of [f.since, f.until), oldest first; a bucket without
+    data is present with n/a values (a gap in a chart, not a zero)."""
+    _check(f, unit)
+    sla = sla or Sla()
+    data = _compute(session, f, q.Grouping(unit), idle_timeout=idle_timeout, now=now, sla=sla)
+    return _points(data, f, unit, sla)
+
+
+def overview(session: Session, f: Filters, unit: str, *, idle_timeout: int = 1800,
+             now: datetime | None = None, sla: Sla | None = None) -> dict[str, Any]:
+    """What the dashboard shows: ``current`` (= ``report(f)``), ``previous`` (= ``report``
+    of the period of equal length just before) and ``series`` (= ``series(f, unit)``), from
+    one scan of both periods per query."""
+    _check(f, unit)
+    assert f.since is not None and f.until is not None
+    sla = sla or Sla()
+    before = replace(f, since=f.since - (f.until - f.since), until=f.since)
+    both = replace(f, since=before.since)
+    data = _compute(session, both, q.Grouping(unit, split=f.since), idle_timeout=idle_timeout,
+                    now=now, sla=sla)
+    return {"current": {"filters": _filters_dict(f), **data["current"]},
+            "previous": {"filters": _filters_dict(before), **data["previous"]},
+            "series": _points(data, f, unit, sla)}

@@ -52,6 +52,8 @@ _STATIC_FILES = {
     "people.js": "text/javascript; charset=utf-8",
     "kb.js": "text/javascript; charset=utf-8",
     "kb.css": "text/css; charset=utf-8",
+    "dashboard.js": "text/javascript; charset=utf-8",
+    "dashboard.css": "text/css; charset=utf-8",
 }
 HEARTBEAT_SECONDS = 15.0
 POLL_SECONDS = 1.0  # how often a quiet event stream checks for a gone client
