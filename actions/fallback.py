@@ -9,7 +9,7 @@ from rasa_sdk.events import FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.base import language_of
-from actions.faq import customer_text, knowledge_base, respond
+from actions.faq import customer_text, knowledge_base, note_unanswered, respond
 
 FALLBACK_INTENT = "nlu_fallback"
 
@@ -52,6 +52,7 @@ class ActionFallback(Action):
             result = knowledge_base().search(text, lang)
             if result.decision != "none":
                 return respond(dispatcher, result, lang, tracker=tracker)
+        note_unanswered(tracker, text, "fallback")
         if consecutive_fallbacks(tracker.events) >= 2:
             dispatcher.utter_message(response="utter_still_not_understood")
             return [SlotSet("handoff_reason", "fallback"), FollowupAction("action_handoff")]

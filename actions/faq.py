@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from actions.base import conversation_id, db_session, language_of, record_outcome
 from bot.core.config import get_settings
+from bot.services import learning
 from bot.services.kb import feedback
 from bot.services.kb.live import LiveKnowledgeBase
 from bot.services.kb.search import SearchResult
@@ -56,6 +57,42 @@ def note_faq_event(tracker: Tracker | None, faq_id: str, kind: str,
         log.warning("could not record FAQ event %s for %s", kind, faq_id, exc_info=True)
 
 
+def question_before(tracker: Tracker) -> str:
+    """The customer's own words that led to the last answer: the latest typed message before
+    the current one (a pressed suggestion button is skipped: its question came before it)."""
+    seen_current = False
+    for event in reversed(tracker.events):
+        if event.get("event") != "user":
+            continue
+        if not seen_current:
+            seen_current = True
+            continue
+        text = event.get("text") or ""
+        intent = ((event.get("parse_data") or {}).get("intent") or {}).get("name")
+        if text and not text.startswith("/") and intent not in _NOT_A_QUESTION:
+            return text
+    return ""
+
+
+# replies around an answer ("no", "gracias", "una persona"), not the question behind it
+_NOT_A_QUESTION = {"affirm", "deny", "thank", "greet", "goodbye", "request_human", "cancel",
+                   "bot_challenge", "choose_language"}
+
+
+def note_unanswered(tracker: Tracker | None, text: str, reason: str,
+                    faq_id: str | None = None) -> None:
+    """Into the admins' learning inbox (bot/services/learning.py): what we could not answer,
+    in the customer's words. Never costs the customer their reply."""
+    if tracker is None or not text:
+        return
+    try:
+        with db_session() as session:
+            learning.record(session, text, language_of(tracker), reason,
+                            conversation_id(tracker) or None, faq_id)
+    except SQLAlchemyError:
+        log.warning("could not record an unanswered question", exc_info=True)
+
+
 def send_answer(dispatcher: CollectingDispatcher, faq_id: str, lang: str,
                 in_form: bool = False, tracker: Tracker | None = None) -> list[dict]:
     answer = knowledge_base().answer(faq_id, lang)
@@ -80,6 +117,8 @@ def respond(dispatcher: CollectingDispatcher, result: SearchResult, lang: str,
         dispatcher.utter_message(response="utter_faq_suggest", buttons=buttons)
         return [SlotSet("faq_id", None)]
     dispatcher.utter_message(response="utter_faq_unknown")
+    if tracker is not None:
+        note_unanswered(tracker, customer_text(tracker), "no_answer")
     return [SlotSet("faq_id", None)]
 
 
@@ -146,5 +185,6 @@ class ActionFaqFeedback(Action):
             if answered:
                 record_outcome(tracker, "faq_not_solved")
                 note_faq_event(tracker, answered, "not_helped", language_of(tracker))
+                note_unanswered(tracker, question_before(tracker), "not_helped", answered)
             dispatcher.utter_message(response="utter_faq_not_solved")
         return [SlotSet("faq_id", None)]

@@ -27,9 +27,10 @@ from actions.base import (
     record_outcome,
 )
 from actions.cases_intake import reset_flow_events
+from actions.faq import question_before
 from actions.survey import SURVEY_SLOTS
 from bot.db.models import Customer
-from bot.services import cases
+from bot.services import cases, learning
 from bot.services.kb import feedback
 
 log = logging.getLogger(__name__)
@@ -183,7 +184,10 @@ class ActionHandoff(Action):
                 case_number = case.number
                 order_number = order_number or (case.details or {}).get("order_number")
                 if cid is not None:  # the editor shows hand-offs after each FAQ answer
-                    feedback.record_handoff(session, cid)
+                    charged = feedback.record_handoff(session, cid)
+                    if charged:  # … and the question behind it waits in the learning inbox
+                        learning.record(session, question_before(tracker),
+                                        language_of(tracker), "handoff", cid, charged)
                 customer_info = {
                     "id": customer.id if customer else customer_key,
                     "name": customer.name if customer else tracker.get_slot("customer_name"),

@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -368,3 +369,26 @@ class AuditEntry(Base):
     action = Column(String(40), nullable=False)  # conversation.view | privacy.export | ...
     subject = Column(String(80), nullable=True)
     details = Column(JSON, nullable=True)
+
+
+class LearningItem(Base):
+    """A customer message the bot did not understand — a fallback, an "I don't know" answer,
+    a "that didn't help", a hand-off right after an answer — waiting in the admins' learning
+    inbox, and what was done about it. ``vector`` is its e5 embedding (grouping similar ones);
+    the row goes with the conversation's transcript (privacy erase, retention)."""
+
+    __tablename__ = "learning_items"
+    __table_args__ = (Index("ix_learning_items_status_at", "status", "at"),)
+    id = Column(Integer, primary_key=True)
+    at = Column(DateTime, nullable=False, default=utcnow)
+    conversation_id = Column(Integer, ForeignKey("conversations.id", ondelete="CASCADE"),
+                             nullable=True, index=True)
+    language = Column(String(2), nullable=False)
+    text = Column(Text, nullable=False)
+    reason = Column(String(16), nullable=False)  # fallback | no_answer | not_helped | handoff
+    faq_id = Column(String(64), nullable=True)  # the answer that did not help
+    vector = Column(LargeBinary, nullable=True)
+    status = Column(String(16), nullable=False, default="open", server_default="open")
+    resolved_by = Column(String(64), nullable=True)
+    resolved_at = Column(DateTime, nullable=True)
+    resolved_faq_id = Column(String(64), nullable=True)

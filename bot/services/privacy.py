@@ -41,6 +41,7 @@ from bot.db.models import (
     ChannelLink,
     Conversation,
     Customer,
+    LearningItem,
     Message,
     Order,
     OrderLine,
@@ -50,7 +51,7 @@ from bot.db.models import (
     VerificationAttempt,
     utcnow,
 )
-from bot.services import audit
+from bot.services import audit, learning
 
 log = logging.getLogger(__name__)
 
@@ -245,6 +246,8 @@ def collect(session: Session, subject: Subject, tracker: Engine | None) -> dict[
                                  .order_by(CaseEvent.id)).scalars()
         cases.append({**_row(case), "events": [_row(e) for e in events]})
     surveys = [_row(s) for s in _surveys(session, subject)]
+    unanswered = [{k: v for k, v in _row(i).items() if k != "vector"}
+                  for i in _learning(session, subject)]
     attachments = [{**_row(a), "file": f"uploads/{a.id}{_suffix(a)}"}
                    for a in _attachments(session, subject)]
     return {
@@ -256,6 +259,7 @@ def collect(session: Session, subject: Subject, tracker: Engine | None) -> dict[
         "conversations": conversations,
         "cases": cases,
         "surveys": surveys,
+        "unanswered_questions": unanswered,
         "attachments": attachments,
         "tracker_events": tracker_events(tracker, subject.senders),
     }
@@ -293,6 +297,13 @@ def _surveys(session: Session, subject: Subject) -> list[SurveyResponse]:
         return []
     return list(session.execute(select(SurveyResponse).where(
         SurveyResponse.conversation_id.in_(subject.conversation_ids))).scalars())
+
+
+def _learning(session: Session, subject: Subject) -> list[LearningItem]:
+    if not subject.conversation_ids:
+        return []
+    return list(session.execute(select(LearningItem).where(
+        LearningItem.conversation_id.in_(subject.conversation_ids))).scalars())
 
 
 def _attachments(session: Session, subject: Subject) -> list[Attachment]:
@@ -425,6 +436,7 @@ def _erase_rows(session: Session, subject: Subject) -> dict[str, int]:
             conv.transcript_erased_at = now
         session.execute(update(SurveyResponse).where(SurveyResponse.conversation_id.in_(
             conv_ids)).values(comment=None).execution_options(synchronize_session=False))
+        learning.forget_conversations(session, conv_ids)
     if case_ids:
         for case in session.execute(select(Case).where(Case.id.in_(case_ids))).scalars():
             case.description = None
@@ -505,6 +517,7 @@ def purge_expired(session: Session, tracker: Engine | None, upload_dir: Path, da
             conv.transcript_erased_at = utcnow()
         session.execute(update(SurveyResponse).where(SurveyResponse.conversation_id.in_(ids))
                         .values(comment=None).execution_options(synchronize_session=False))
+        learning.forget_conversations(session, ids)
         totals["conversations"] += len(convs)
         totals["attachments"] += len(attachments)
         session.commit()

@@ -54,6 +54,7 @@ _STATIC_FILES = {
     "kb.css": "text/css; charset=utf-8",
     "dashboard.js": "text/javascript; charset=utf-8",
     "dashboard.css": "text/css; charset=utf-8",
+    "learn.js": "text/javascript; charset=utf-8",
 }
 HEARTBEAT_SECONDS = 15.0
 POLL_SECONDS = 1.0  # how often a quiet event stream checks for a gone client

@@ -694,11 +694,15 @@
       $("me").textContent = me.username + " · " + (me.role === "admin" ? "admin" : "agente")
         + " · " + me.team;
       $("kb-link").hidden = me.role !== "admin";
+      $("learn-link").hidden = me.role !== "admin";
       $("privacy-link").hidden = me.role !== "admin";
       $("people-link").hidden = me.role !== "admin";
       connect();
       return refreshQueue();
     }).then(function () {
+      // "/console#c123" (e.g. from the learning inbox) opens that conversation
+      var wanted = /^#c(\d+)$/.exec(window.location.hash);
+      if (wanted) select(Number(wanted[1]));
       document.body.dataset.ready = "1";
     }).catch(function (err) {
       if (err.status !== 401) banner(err.message, "error");
