@@ -15,7 +15,8 @@ projected to 4 and 8 cores (bench/load_report.py), and the output says what limi
 Sizes via env: BENCH_LOAD_CUSTOMERS (200), BENCH_LOAD_SECONDS (180), BENCH_LOAD_WS_SHARE
 (0.5), BENCH_LOAD_PROFILES ("default,scale"), BENCH_LOAD_RASA_REPLICAS (2),
 BENCH_LOAD_HUB_REPLICAS (2), BENCH_LOAD_RASA_TIMEOUT (the hub's RASA_TIMEOUT; default as
-shipped), BENCH_LOAD_SEED. Writes bench/results/load-<timestamp>.json; exits 1 when any
+shipped), BENCH_LOAD_SEED, BENCH_LOAD_KEEP_LOGS (1: copy the processes' logs to
+bench/results/). Writes bench/results/load-<timestamp>.json; exits 1 when any
 message was lost, duplicated, reordered or failed.
 """
 
@@ -135,14 +136,16 @@ def print_table(report: dict) -> None:
             ("duplicated", "duplicated"), ("reordered", "reordered"), ("failed", "failed"),
             ("empty (bot silent)", "empty"), ("resent after 429", "rate_limited_and_resent"),
             ("p50 latency ms", "p50_ms"), ("p95 latency ms", "p95_ms"),
-            ("throughput msg/s", "throughput_per_s"), ("wall s", "wall_s")]
+            ("good answers/s", "throughput_per_s"), ("all answers/s", "answers_per_s"),
+            ("wall s", "wall_s")]
     print(f"\n{'':22}" + "".join(f"{c:>14}" for c in cols))
     for label, key in rows:
         print(f"{label:22}" + "".join(f"{_fmt(runs[c]['result'][key]):>14}" for c in cols))
     print(f"{'served by':22}" + "".join(
         f"{' '.join(f'{k}:{v}' for k, v in runs[c]['result']['served_by'].items()) or '-':>14}"
         for c in cols))
-    print("\nCPU ms per answered message (all replicas of a component together):")
+    print("\nCPU ms per answered message (all replicas of a component together; apologies "
+          "count: Rasa did the work, too late):")
     comps = sorted({k for c in cols for k in runs[c]["cpu_ms_per_turn"]})
     print(f"{'':22}" + "".join(f"{c:>14}" for c in cols))
     for comp in comps:
@@ -151,7 +154,8 @@ def print_table(report: dict) -> None:
     print(f"{'other work on machine':22}" + "".join(
         f"{round(runs[c]['cpu_s']['other_s'] / max(runs[c]['cpu_s']['wall_s'], 1), 2):>12} c"
         for c in cols))
-    print("\nCapacity model (msg/s; a process ≈ one core; efficiency = measured / model here):")
+    print("\nCapacity model (answers/s; a process ≈ one core; efficiency = measured / model "
+          "here):")
     for c in cols:
         p = runs[c]["projection"]
         print(f"  {c}: here {p['model_here']['turns_per_s']} (limited by "
@@ -165,7 +169,8 @@ def print_table(report: dict) -> None:
                 print(f"    {cores} cores with replicas sized to them {sized['replicas']} → "
                       f"{sized['projected_turns_per_s']} ({sized['limited_by']})")
     if report["ratio_scale_over_default"] is not None:
-        print(f"\nthroughput scale/default: x{report['ratio_scale_over_default']} measured on "
+        print(f"\ngood-answer throughput scale/default: x{report['ratio_scale_over_default']} "
+              f"measured on "
               f"{report['cpus']} cores (target x1.6); projected with "
               f"{RASA_REPLICAS} Rasa servers: x{report['projected_ratio']['4']} on 4 cores, "
               f"x{report['projected_ratio']['8']} on 8; with replicas sized to the cores: "
@@ -179,7 +184,9 @@ def print_table(report: dict) -> None:
 def main() -> int:
     print(f"bench-load: the stacks started here get IP_RATE_BURST={LOAD_ENV['IP_RATE_BURST']} "
           f"and IP_RATE_PER_SECOND={LOAD_ENV['IP_RATE_PER_SECOND']} (all simulated customers "
-          "come from 127.0.0.1; the per-sender limit stays as shipped)", flush=True)
+          "come from 127.0.0.1; the per-sender limit stays as shipped)"
+          + (f"; RASA_TIMEOUT={os.environ['BENCH_LOAD_RASA_TIMEOUT']} instead of the shipped 10 s"
+             if os.environ.get("BENCH_LOAD_RASA_TIMEOUT") else ""), flush=True)
     runs: dict[str, dict] = {}
     profiles = ["external"] if EXTERNAL else PROFILES
     for profile in profiles:
@@ -194,6 +201,7 @@ def main() -> int:
                   "rasa_replicas": RASA_REPLICAS, "hub_replicas": HUB_REPLICAS,
                   "seed": SEED},
         "raised_limits": {k: v for k, v in LOAD_ENV.items() if k.startswith("IP_")},
+        "rasa_timeout": os.environ.get("BENCH_LOAD_RASA_TIMEOUT") or "as shipped (10 s)",
         "definitions": rep.__doc__,
         "runs": runs,
         "ratio_scale_over_default": _ratio(runs),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import time
 import uuid
@@ -24,7 +25,8 @@ import websockets
 
 from bench.load_script import CaseRef, conversation, is_apology
 
-REPLY_TIMEOUT = 90.0  # no answer this long after sending (or acceptance): lost
+# no answer this long after sending: lost (raise it with BENCH_LOAD_RASA_TIMEOUT)
+REPLY_TIMEOUT = max(90.0, float(os.environ.get("BENCH_LOAD_RASA_TIMEOUT") or 0) + 60)
 DOUBLE_TEXT = 0.2  # share of socket messages followed at once by the next one
 
 

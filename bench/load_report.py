@@ -12,8 +12,9 @@ Definitions (per message, each with its unique id):
   socket) or the hub's "technical problem" apology (Rasa failed or exceeded RASA_TIMEOUT);
 * **empty**: answered with no bot message (not an error; counted apart).
 
-Throughput is answered messages per second of wall time, from the first message sent to the
-last answer received.
+Throughput is *good* answers (neither failed nor lost) per second of wall time, from the
+first message sent to the last answer received: an apology is an answer too, but counting it
+would reward a stack for giving up sooner. ``answers_per_s`` counts every answer.
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ def summarize(record: Record, wall: float) -> dict:
     turns = record.turns
     outcomes = Counter(t.outcome for t in turns)
     answered = [t for t in turns if t.answered_at is not None]
+    good = sum(1 for t in answered if t.outcome in ("ok", "empty"))
     by_channel = {}
     for channel in ("rest", "ws"):
         mine = [t for t in turns if t.channel == channel]
@@ -116,7 +118,8 @@ def summarize(record: Record, wall: float) -> dict:
         "unsolicited_frames": record.unsolicited,
         "sockets_dropped": record.disconnects,
         **_latency(answered),
-        "throughput_per_s": round(len(answered) / wall, 2) if wall > 0 else None,
+        "throughput_per_s": round(good / wall, 2) if wall > 0 else None,
+        "answers_per_s": round(len(answered) / wall, 2) if wall > 0 else None,
         "wall_s": round(wall, 1),
         "served_by": dict(sorted(record.served_by.items())),
         "by_channel": by_channel,
@@ -134,7 +137,8 @@ def component(name: str) -> str:
 
 
 def cpu_per_turn(cpu: dict[str, float], answered: int) -> dict[str, float]:
-    """Milliseconds of CPU per answered message, per component (replicas added up)."""
+    """Milliseconds of CPU per answered message, per component (replicas added up). Answers
+    that were apologies count: Rasa did that turn's work, only too late for the hub."""
     per: dict[str, float] = {}
     for name, seconds in cpu.items():
         if name in ("wall_s", "other_s"):
@@ -174,7 +178,7 @@ def projection(run: dict, cpus: int, replicas: dict[str, int], scalable: bool) -
     per_process = {c: max(1.0, by_comp.get(c, 0.0) / wall / replicas.get(c, 1))
                    for c in ("rasa", "hub", "actions")}
     here = capacity(per, free_here, replicas, per_process)
-    measured = run["result"]["throughput_per_s"] or 0.0
+    measured = run["result"]["answers_per_s"] or 0.0
     efficiency = min(1.0, measured / here["turns_per_s"]) if here["turns_per_s"] else 1.0
     out = {"cores_free_here": round(free_here, 2), "model_here": here,
            "efficiency": round(efficiency, 2),
@@ -184,9 +188,10 @@ def projection(run: dict, cpus: int, replicas: dict[str, int], scalable: bool) -
         same = capacity(per, cores, replicas, per_process)
         out[f"{cores}_cores"] = {**same, "projected_turns_per_s":
                                  round(same["turns_per_s"] * efficiency, 1)}
-        if scalable:  # as many Rasa servers and hubs as their share of the CPU asks for
+        if scalable:  # as many processes of each kind as their share of the CPU asks for
+            # (action servers too: stateless, several behind a balancer)
             sized = {c: max(replicas.get(c, 1), math.ceil(cores * per.get(c, 0.0) / server))
-                     for c in ("rasa", "hub")} | {"actions": replicas.get("actions", 1)}
+                     for c in ("rasa", "hub", "actions")}
             best = capacity(per, cores, sized, per_process)
             out[f"{cores}_cores_sized"] = {**best, "replicas": sized, "projected_turns_per_s":
                                            round(best["turns_per_s"] * efficiency, 1)}

@@ -14,6 +14,7 @@ import os
 import secrets
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +25,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from bench.load_script import CaseRef
-from bench.stack_fixture import bench_stack
+from bench.stack_fixture import RESULTS, bench_stack
 from bot.core.config import Settings
 from bot.scale.layout import DEFAULT_REDIS_URL, ScaleLayout
 from bot.scale.prepare import scale_stack
@@ -51,10 +52,22 @@ def load_env() -> dict[str, str]:
     return env
 
 
+def keep_logs(log_dir: Path, profile: str) -> None:
+    """``BENCH_LOAD_KEEP_LOGS=1``: the processes' logs go to bench/results/ (the stack's
+    temporary directory is removed), to find out why a message failed."""
+    if os.environ.get("BENCH_LOAD_KEEP_LOGS") and log_dir.is_dir():
+        dest = RESULTS / f"load-logs-{time.strftime('%Y%m%d-%H%M%S')}-{profile}"
+        shutil.copytree(log_dir, dest)
+        print(f"[{profile}] logs kept in {dest}", flush=True)
+
+
 @contextmanager
 def default_target() -> Iterator[Target]:
     with bench_stack(extra_env=load_env(), timeout=600) as bs:
-        yield Target("default", bs.hub_url, bs.settings.database_url, bs.stack)
+        try:
+            yield Target("default", bs.hub_url, bs.settings.database_url, bs.stack)
+        finally:
+            keep_logs(bs.stack.log_dir, "default")
 
 
 def drop_database(url: str) -> None:
@@ -105,6 +118,7 @@ def scale_target(rasa_replicas: int, hub_replicas: int) -> Iterator[Target]:
     finally:
         if stack is not None:
             stack.stop()
+        keep_logs(work / "logs", "scale")
         drop_database(database_url)
         forget_redis_prefix(redis_url, prefix)
         shutil.rmtree(work, ignore_errors=True)

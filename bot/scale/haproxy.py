@@ -14,7 +14,7 @@ Why these settings:
 * ``timeout tunnel`` covers ``/ws`` after the upgrade; the console's event stream
   (``/console/events``) is a plain streamed answer: HAProxy forwards it as it comes (it does
   not buffer responses) and the hub's heartbeat (every 15 s) stays well inside
-  ``timeout server``.
+  ``timeout server`` (120 s, more when ``RASA_TIMEOUT`` is raised).
 * ``X-Served-By`` names the hub that answered (tests and the load bench count them).
 """
 
@@ -26,7 +26,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-TURN_TIMEOUT_S = 120  # longer than any turn (RASA_TIMEOUT plus the hub's own work)
+TURN_TIMEOUT_S = 120  # at least; longer than any turn (see ``turn_timeout``)
 TUNNEL_TIMEOUT = "1h"  # an idle widget socket (the hub pings it every 20 s anyway)
 CHECK = "inter 2s fastinter 1s downinter 2s fall 2 rise 2"
 
@@ -56,10 +56,17 @@ def max_connections() -> int:
     return max(100, min(10000, (soft - 200) // 2))
 
 
+def turn_timeout(rasa_timeout: float) -> int:
+    """Seconds the balancer waits for a hub's answer: a turn may wait for the hub's worker
+    threads and then for Rasa (``RASA_TIMEOUT``), so well beyond twice that."""
+    return max(TURN_TIMEOUT_S, int(3 * rasa_timeout) + 30)
+
+
 def render(bind_host: str, bind_port: int, hubs: list[tuple[str, int]],
-           maxconn: int | None = None) -> str:
+           maxconn: int | None = None, rasa_timeout: float = 10.0) -> str:
     """The config text for ``hubs`` = [(name, port on 127.0.0.1), …]."""
     maxconn = maxconn or max_connections()
+    turn = turn_timeout(rasa_timeout)
     bind = f"[{bind_host}]:{bind_port}" if ":" in bind_host else f"{bind_host}:{bind_port}"
 
     def servers(check: str) -> str:
@@ -82,8 +89,8 @@ defaults
     option dontlognull
     option forwardfor
     timeout connect 5s
-    timeout client {TURN_TIMEOUT_S}s
-    timeout server {TURN_TIMEOUT_S}s
+    timeout client {turn}s
+    timeout server {turn}s
     timeout http-request 15s
     timeout http-keep-alive 15s
     timeout tunnel {TUNNEL_TIMEOUT}
@@ -113,11 +120,12 @@ backend hubs_any
 """
 
 
-def write_config(path: Path, bind_host: str, bind_port: int,
-                 hubs: list[tuple[str, int]]) -> Path:
+def write_config(path: Path, bind_host: str, bind_port: int, hubs: list[tuple[str, int]],
+                 rasa_timeout: float = 10.0) -> Path:
     """Write the config and have HAProxy validate it (a clear error now, not a dead child)."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path.write_text(render(bind_host, bind_port, hubs), encoding="utf-8")
+    path.write_text(render(bind_host, bind_port, hubs, rasa_timeout=rasa_timeout),
+                    encoding="utf-8")
     check = subprocess.run([binary(), "-c", "-q", "-f", str(path)], capture_output=True,
                            text=True, timeout=30)
     if check.returncode != 0:
