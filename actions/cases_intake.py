@@ -162,6 +162,17 @@ def clean_text(text: str, limit: int) -> str:
     return " ".join(str(text or "").split())[:limit]
 
 
+def _before_this_message(tracker: Tracker, slot: str) -> Any:
+    """The slot's value before the latest message (what the form extracted from it aside)."""
+    seen_user = False
+    for event in reversed(tracker.events):
+        if event.get("event") == "user":
+            seen_user = True
+        elif seen_user and event.get("event") == "slot" and event.get("name") == slot:
+            return event.get("value")
+    return None
+
+
 class IntakeValidation(FormValidationAction):
     """Identification shared by the intake forms: order number, then email or last 4 digits
     of the phone; three failures block the flow. Also the "answer does not fit" counter."""
@@ -274,9 +285,11 @@ class IntakeValidation(FormValidationAction):
         number = find_order_number(str(value or ""))
         if not number:
             if tracker.get_slot("requested_slot") != "order_number":
-                # a model number, size or price read as an order number before we asked
-                # ("mi Televisor 4K 55\""): ignored quietly, the question comes in its turn
-                return {"order_number": None}
+                # a model number, size, price or date read as an order number when we did
+                # not ask for one ("mi Televisor 4K 55\"", "December 30, 2030"): ignored
+                # quietly; an order number already given is kept, the question comes in
+                # its turn
+                return {"order_number": _before_this_message(tracker, "order_number")}
             return self.invalid(dispatcher, tracker, "order_number", "utter_invalid_order_number")
         try:
             order = find_order(number)
