@@ -546,8 +546,12 @@ def test_people_page_in_chromium(consoles, stack):
     assert page.locator("#staff img, #audit img, #msg img").count() == 0
     assert page.evaluate("window.__pwned") is None
 
-    # back to a normal team, then the agent logs in with the generated password
+    # back to a normal team, then the agent logs in with the generated password (first let
+    # the list refresh that follows the refused add finish: it re-renders the rows)
+    page.wait_for_load_state("networkidle")
+    expect(admin.row(name).locator(".f-team")).to_have_value(TEAM_XSS.lower())
     admin.row(name).locator(".f-team").fill("postventa")
+    expect(admin.row(name).locator(".f-team")).to_have_value("postventa")
     admin.row(name).locator(".act-save").click()
     expect(page.locator("#msg")).to_contain_text("Guardado")
     agent = consoles().login(name, password)
