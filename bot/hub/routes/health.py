@@ -30,8 +30,10 @@ def _database_ok(request: Request) -> bool:
 @router.get("/healthz")
 def healthz(request: Request) -> JSONResponse:
     settings = request.app.state.settings
+    rasa = request.app.state.rasa
+    rasa_down = rasa.replicas_down()  # one /status call per replica, not two
     checks = {
-        "rasa": request.app.state.rasa.healthy(),
+        "rasa": len(rasa_down) < len(rasa.clients),  # serving while one replica is up
         "actions": _action_server_ok(settings.action_server_url),
         "database": _database_ok(request),
     }
@@ -45,9 +47,8 @@ def healthz(request: Request) -> JSONResponse:
             else "starting"),
     }
     down = [name for name, up in checks.items() if not up]
-    replicas = getattr(request.app.state.rasa, "clients", [])
-    if len(replicas) > 1:  # scale profile: which Rasa servers are down (their senders moved)
-        channels["rasa_replicas_down"] = request.app.state.rasa.replicas_down()
+    if len(rasa.clients) > 1:  # scale profile: which Rasa servers are down (senders moved)
+        channels["rasa_replicas_down"] = rasa_down
     # while the launcher restarts a process, "down" names it (and the answer is 503)
     return JSONResponse({"status": "ok" if ok else "degraded", "checks": checks, "down": down,
                          "channels": channels}, status_code=200 if ok else 503)
