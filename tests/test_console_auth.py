@@ -305,6 +305,27 @@ def test_login_cookie_flags_pages_and_security_headers(stack, console):
     assert api.headers["cache-control"] == "no-store"
 
 
+def test_pages_load_the_shared_api_helper_before_their_own_script():
+    """The console pages call the hub through one helper (static/console-api.js: fetch, CSRF
+    header, errors): each page that uses it loads it first (same origin, so the CSP's
+    ``script-src 'self'`` allows it), and no page script keeps a copy of its own."""
+    static = ROOT / "bot" / "hub" / "console" / "static"
+    from bot.hub.console.routes import _STATIC_FILES
+
+    assert _STATIC_FILES["console-api.js"].startswith("text/javascript")
+    helper = (static / "console-api.js").read_text()
+    assert "X-CSRF-Token" in helper and "innerHTML" not in helper
+    users = set()
+    for html in sorted(static.glob("*.html")):
+        scripts = re.findall(r'<script src="/console/static/([^"]+)"', html.read_text())
+        for i, name in enumerate(scripts):
+            code = (static / name).read_text()
+            if "ConsoleApi." in code and name != "console-api.js":
+                users.add(name)
+                assert "console-api.js" in scripts[:i], (html.name, scripts)
+                assert "fetch(" not in code and "X-CSRF-Token" not in code, name
+    assert users == {"dashboard.js", "kb.js", "learn.js", "people.js", "privacy.js"}
+
 def test_secure_cookie_over_https(settings):
     from bot.hub.app import create_app
 

@@ -369,6 +369,9 @@ def test_agents_get_403_and_csrf_is_enforced(stack, clients):
     # the admin's page, with the console's security headers
     page = admin.http.get("/console/people")
     assert page.status_code == 200 and "people.js" in page.text
+    assert page.text.index("/console/static/console-api.js") < page.text.index("people.js")
+    helper = admin.http.get("/console/static/console-api.js")
+    assert helper.status_code == 200 and "javascript" in helper.headers["content-type"]
     assert "script-src 'self'" in page.headers["content-security-policy"]
     js = admin.http.get("/console/static/people.js")
     assert js.status_code == 200 and "javascript" in js.headers["content-type"]
@@ -563,18 +566,34 @@ def test_people_page_in_chromium(consoles, stack):
     agent.page.goto("/console")
     expect(agent.page.locator("body")).to_have_attribute("data-live", "1")
 
-    # deactivate: the agent's open console goes to the login page by itself
+    # deactivate: the agent's open console goes to the login page by itself. Meanwhile the
+    # admin is half-way through changing their own row (not saved): the list refresh after
+    # the action on the agent's row keeps that row's typed team, chosen role and focus
     page.reload()
     expect(page.locator("body")).to_have_attribute("data-ready", "1")
-    admin.row(name).locator(".act-deactivate").click()
+    own_role = admin.row(admin_name).locator(".f-role")
+    own_team = admin.row(admin_name).locator(".f-team")
+    own_role.select_option("agent")
+    own_team.fill("equipo a medio escribir")
+    # only the click event, so that the focus stays in the field being typed in
+    admin.row(name).locator(".act-deactivate").dispatch_event("click")
     expect(page.locator("#msg")).to_contain_text("desactivado")
     expect(admin.row(name).locator(".state")).to_contain_text("Desactivado")
+    expect(admin.row(name).locator(".act-reactivate")).to_have_count(1)
+    expect(own_team).to_have_value("equipo a medio escribir")
+    expect(own_team).to_be_focused()
+    expect(own_role).to_have_value("agent")
     expect(agent.page).to_have_url(re.compile(r"/console/login$"), timeout=15_000)
     admin.shot("people-deactivated")
 
-    # reactivate and reset the password: a new one, shown once, logs in
+    # reactivate (the admin's unsaved edit survives that refresh too, and nothing of it was
+    # saved) and reset the password: a new one, shown once, logs in
     admin.row(name).locator(".act-reactivate").click()
     expect(admin.row(name).locator(".state")).to_contain_text("Activo")
+    expect(own_team).to_have_value("equipo a medio escribir")
+    expect(own_role).to_have_value("agent")
+    assert (staff_row(db, admin_name).role, staff_row(db, admin_name).team) == (
+        "admin", "postventa")
     admin.row(name).locator(".act-reset").click()
     expect(page.locator("#secret-box")).to_be_visible()
     new_password = page.locator("#secret").input_value()

@@ -47,6 +47,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 _STATIC_FILES = {
     "console.js": "text/javascript; charset=utf-8",
     "console.css": "text/css; charset=utf-8",
+    "console-api.js": "text/javascript; charset=utf-8",
     "login.js": "text/javascript; charset=utf-8",
     "privacy.js": "text/javascript; charset=utf-8",
     "people.js": "text/javascript; charset=utf-8",

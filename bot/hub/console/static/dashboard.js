@@ -41,14 +41,7 @@
   function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); }
 
   function getJSON(path) {
-    return fetch(path, { credentials: "same-origin", headers: { "Accept": "application/json" } })
-      .then(function (resp) {
-        if (resp.status === 401) { window.location.href = "/console/login"; throw new Error(""); }
-        return resp.json().catch(function () { return {}; }).then(function (data) {
-          if (!resp.ok) throw new Error(data.message || "No se ha podido cargar (" + resp.status + ").");
-          return data;
-        });
-      });
+    return ConsoleApi.call(path, null, { failure: "No se ha podido cargar" });
   }
 
   function say(text, bad) {

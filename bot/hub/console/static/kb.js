@@ -1,9 +1,9 @@
 /* Knowledge-base editor: list/search entries, edit both languages as a draft, publish,
  * revert, retire, and try a customer question before and after the unsaved edit.
  * Everything from the server (answers typed by admins included) is put on the page with
- * textContent, never as HTML. State-changing calls carry the session's CSRF token (from
- * /console/api/me) and the version the editor loaded: a stale one comes back as 409 with
- * the other person's changes.
+ * textContent, never as HTML. Calls go through ConsoleApi (console-api.js), which puts the
+ * session's CSRF token on state-changing ones; those carry the version the editor loaded: a
+ * stale one comes back as 409 with the other person's changes.
  */
 (function () {
   "use strict";
@@ -23,7 +23,7 @@
     create: "Creada (importación)", update: "Actualizada (importación o CLI)",
     restore: "Restaurada", publish: "Publicada", revert: "Revertida", "delete": "Retirada"
   };
-  var state = { csrf: null, current: null, version: null };
+  var state = { current: null, version: null };
 
   function $(id) { return document.getElementById(id); }
 
@@ -36,27 +36,7 @@
 
   function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); }
 
-  function call(path, body) {
-    var init = { method: body ? "POST" : "GET", credentials: "same-origin",
-                 headers: { "Accept": "application/json" } };
-    if (body) {
-      init.headers["X-CSRF-Token"] = state.csrf || "";
-      init.headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
-    return fetch(path, init).then(function (resp) {
-      if (resp.status === 401) { window.location.href = "/console/login"; throw new Error(""); }
-      return resp.json().catch(function () { return {}; }).then(function (data) {
-        if (!resp.ok) {
-          var err = new Error(data.message || "No se ha podido hacer (" + resp.status + ").");
-          err.status = resp.status;
-          err.data = data;
-          throw err;
-        }
-        return data;
-      });
-    });
-  }
+  var call = ConsoleApi.call;
 
   function say(text, kind) {
     var node = $("msg");
@@ -413,8 +393,7 @@
       $("editor").dataset.version = state.version;
       notice("Tus cambios siguen en el formulario: guarda o publica y sustituirán los suyos.", "info");
     });
-    call("/console/api/me").then(function (me) {
-      state.csrf = me.csrf_token;
+    ConsoleApi.me().then(function (me) {
       $("me").textContent = me.username + " · " + me.role;
       return loadList();
     }).then(function () {

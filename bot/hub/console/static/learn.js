@@ -1,12 +1,11 @@
 /* Learning inbox: groups of customer messages the bot could not answer, and per group
  * "add as examples of entry…", "new entry…" or "dismiss". Everything from the server goes on
- * the page with textContent (customers' words are never HTML). State-changing calls carry the
- * session's CSRF token in X-CSRF-Token.
+ * the page with textContent (customers' words are never HTML). Calls go through ConsoleApi
+ * (console-api.js), which puts the session's CSRF token on state-changing ones.
  */
 (function () {
   "use strict";
 
-  var csrf = null;
   var REASONS = {
     fallback: "no entendido",
     no_answer: "sin información",
@@ -23,22 +22,7 @@
     return node;
   }
 
-  function call(path, body) {
-    var init = { method: body ? "POST" : "GET", credentials: "same-origin",
-                 headers: { "Accept": "application/json" } };
-    if (body) {
-      init.headers["X-CSRF-Token"] = csrf || "";
-      init.headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
-    return fetch(path, init).then(function (resp) {
-      if (resp.status === 401) { window.location.href = "/console/login"; throw new Error(""); }
-      return resp.json().catch(function () { return {}; }).then(function (data) {
-        if (!resp.ok) throw new Error(data.message || "No se ha podido hacer (" + resp.status + ").");
-        return data;
-      });
-    });
-  }
+  var call = ConsoleApi.call;
 
   function say(text, bad) {
     $("status").textContent = text;
@@ -153,8 +137,7 @@
     });
   }
 
-  call("/console/api/me").then(function (me) {
-    csrf = me.csrf_token;
+  ConsoleApi.me().then(function () {
     return load();
   }).catch(function (err) { say(err.message, true); });
 })();

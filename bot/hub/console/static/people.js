@@ -1,8 +1,8 @@
 /* People page (admins): list staff, add, change role/team, deactivate/reactivate, reset a
  * password, unlock, and the staff audit log. Everything from the server goes on the page with
- * textContent or form values, never as HTML. State-changing calls carry the session's CSRF
- * token (from /console/api/me) in X-CSRF-Token. A generated password is shown in one box
- * until the admin hides it; it is kept nowhere else.
+ * textContent or form values, never as HTML. Calls go through ConsoleApi (console-api.js),
+ * which puts the session's CSRF token on state-changing ones. A generated password is shown
+ * in one box until the admin hides it; it is kept nowhere else.
  */
 (function () {
   "use strict";
@@ -42,29 +42,15 @@
     }).join(" · ");
   }
 
-  function call(path, body) {
-    var init = { method: body ? "POST" : "GET", credentials: "same-origin",
-                 headers: { "Accept": "application/json" } };
-    if (body) {
-      init.headers["X-CSRF-Token"] = (me && me.csrf_token) || "";
-      init.headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
-    return fetch(path, init).then(function (resp) {
-      if (resp.status === 401) { window.location.href = "/console/login"; throw new Error(""); }
-      if (resp.status === 204) return null;
-      return resp.json().catch(function () { return {}; }).then(function (data) {
-        if (!resp.ok) throw new Error(data.message || "No se ha podido hacer (" + resp.status + ").");
-        return data;
-      });
-    });
-  }
+  var call = ConsoleApi.call;
 
   function say(text, bad) {
     var node = $("msg");
     node.textContent = text;
     node.className = bad ? "error" : "ok";
   }
+
+  function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); }
 
   function el(tag, text, cls) {
     var node = document.createElement(tag);
@@ -117,64 +103,109 @@
     return b;
   }
 
-  function staffRow(u) {
-    var tr = el("tr");
-    tr.dataset.username = u.username;
-    tr.className = (u.active ? "" : "inactive") + (u.locked ? " locked" : "");
+  // One row per person, kept across refreshes: a refresh (after any action) updates the rows
+  // in place, so a role or team the admin is changing in one row (value, focus, caret)
+  // survives an action on another row. A field changed since the last refresh keeps its value
+  // until "Guardar" on that row answers (saved or refused): then it shows the server's again.
+  var rows = new Map();  // username → {tr, user (as last listed), role, team, state, …}
+  var staffSeq = 0;
+  var freshRows = new Set();  // rows that show the server's values on the next refresh
 
-    var name = el("td", u.username, "mono");
-    if (me && u.username === me.username) name.appendChild(el("span", " (tú)", "muted"));
-    tr.appendChild(name);
+  function staffRow(username) {
+    var r = { tr: el("tr"), user: null };
+    r.tr.dataset.username = username;
 
-    var role = el("select");
-    role.className = "f-role";
-    role.setAttribute("aria-label", "Rol de " + u.username);
+    var name = el("td", username, "mono");
+    if (me && username === me.username) name.appendChild(el("span", " (tú)", "muted"));
+    r.tr.appendChild(name);
+
+    r.role = el("select");
+    r.role.className = "f-role";
+    r.role.setAttribute("aria-label", "Rol de " + username);
     Object.keys(ROLES).forEach(function (key) {
       var opt = el("option", ROLES[key]);
       opt.value = key;
-      opt.selected = key === u.role;
-      role.appendChild(opt);
+      r.role.appendChild(opt);
     });
     var tdRole = el("td");
-    tdRole.appendChild(role);
-    tr.appendChild(tdRole);
+    tdRole.appendChild(r.role);
+    r.tr.appendChild(tdRole);
 
-    var team = el("input");
-    team.className = "f-team";
-    team.maxLength = 32;
-    team.value = u.team;
-    team.setAttribute("aria-label", "Equipo de " + u.username);
+    r.team = el("input");
+    r.team.className = "f-team";
+    r.team.maxLength = 32;
+    r.team.setAttribute("aria-label", "Equipo de " + username);
     var tdTeam = el("td");
-    tdTeam.appendChild(team);
-    tr.appendChild(tdTeam);
+    tdTeam.appendChild(r.team);
+    r.tr.appendChild(tdTeam);
 
-    tr.appendChild(el("td", stateText(u), "state"));
-    tr.appendChild(el("td", when(u.last_login_at), "last-login"));
-
-    var actions = el("td", null, "actions");
-    actions.appendChild(button("Guardar", "act-save", function () {
-      save(u, role.value, team.value);
-    }));
-    if (u.active) {
-      actions.appendChild(button("Desactivar", "act-deactivate", function () {
-        deactivate(u);
-      }, true));
-    } else {
-      actions.appendChild(button("Reactivar", "act-reactivate", function () { reactivate(u); }));
-    }
-    actions.appendChild(button("Contraseña nueva", "act-reset", function () { reset(u); }));
-    if (u.locked || u.failed_logins) {
-      actions.appendChild(button("Desbloquear", "act-unlock", function () { unlock(u); }));
-    }
-    tr.appendChild(actions);
-    return tr;
+    r.state = el("td", null, "state");
+    r.tr.appendChild(r.state);
+    r.lastLogin = el("td", null, "last-login");
+    r.tr.appendChild(r.lastLogin);
+    r.actions = el("td", null, "actions");
+    r.tr.appendChild(r.actions);
+    return r;
   }
 
-  function loadStaff() {
-    return call("/console/api/staff").then(function (rows) {
+  // the buttons act on the person as last listed (r.user), with the fields as they are now
+  function fillRow(r, u, fresh) {
+    var before = r.user;
+    r.user = u;
+    r.tr.className = (u.active ? "" : "inactive") + (u.locked ? " locked" : "");
+    if (fresh || !before || r.role.value === before.role) r.role.value = u.role;
+    if (fresh || !before || r.team.value === before.team) r.team.value = u.team;
+    r.state.textContent = stateText(u);
+    r.lastLogin.textContent = when(u.last_login_at);
+
+    clear(r.actions);
+    r.actions.appendChild(button("Guardar", "act-save", function () {
+      save(r.user, r.role.value, r.team.value);
+    }));
+    if (u.active) {
+      r.actions.appendChild(button("Desactivar", "act-deactivate", function () {
+        deactivate(r.user);
+      }, true));
+    } else {
+      r.actions.appendChild(button("Reactivar", "act-reactivate", function () {
+        reactivate(r.user);
+      }));
+    }
+    r.actions.appendChild(button("Contraseña nueva", "act-reset", function () { reset(r.user); }));
+    if (u.locked || u.failed_logins) {
+      r.actions.appendChild(button("Desbloquear", "act-unlock", function () { unlock(r.user); }));
+    }
+  }
+
+  function loadStaff(fresh) {
+    if (fresh) freshRows.add(fresh);
+    var seq = ++staffSeq;
+    return call("/console/api/staff").then(function (list) {
+      if (seq !== staffSeq) return;  // a later refresh is on its way: it shows the newer list
       var body = $("staff").querySelector("tbody");
-      while (body.firstChild) body.removeChild(body.firstChild);
-      rows.forEach(function (u) { body.appendChild(staffRow(u)); });
+      var focused = document.activeElement;
+      var caret = focused && focused.tagName === "INPUT" && focused.selectionStart !== null
+        ? [focused.selectionStart, focused.selectionEnd] : null;
+      var next = new Map();
+      list.forEach(function (u) {
+        var r = rows.get(u.username) || staffRow(u.username);
+        fillRow(r, u, freshRows.has(u.username));
+        next.set(u.username, r);
+      });
+      rows.forEach(function (r, username) {
+        if (!next.has(username)) body.removeChild(r.tr);
+      });
+      // in the server's order, moving only rows that are out of place
+      list.forEach(function (u, i) {
+        var tr = next.get(u.username).tr;
+        if (body.children[i] !== tr) body.insertBefore(tr, body.children[i] || null);
+      });
+      rows = next;
+      freshRows.clear();
+      if (focused && focused !== document.activeElement && body.contains(focused)) {
+        focused.focus();
+        if (caret) focused.setSelectionRange(caret[0], caret[1]);
+      }
     });
   }
 
@@ -192,8 +223,9 @@
     });
   }
 
-  function reload() {
-    return Promise.all([loadStaff(), loadAudit()]);
+  // fresh: the username whose row shows the server's values again (its edit was saved or refused)
+  function reload(fresh) {
+    return Promise.all([loadStaff(fresh), loadAudit()]);
   }
 
   function path(u, action) {
@@ -204,9 +236,9 @@
     return function () { say(text); return reload(); };
   }
 
-  function fail(err) {
+  function fail(err, fresh) {
     if (err.message) say(err.message, true);
-    return reload().catch(function () { return null; });
+    return reload(fresh).catch(function () { return null; });
   }
 
   // --- actions ----------------------------------------------------------------------------
@@ -220,8 +252,8 @@
       var ended = data.sessions_ended ? " Sus sesiones se han cerrado." : "";
       say("Guardado: " + u.username + " es " + roleName(data.user.role) +
           " del equipo " + data.user.team + "." + ended);
-      return reload();
-    }).catch(fail);
+      return reload(u.username);
+    }).catch(function (err) { return fail(err, u.username); });
   }
 
   function deactivate(u) {
@@ -288,7 +320,7 @@
   $("secret-copy").addEventListener("click", copySecret);
   $("secret-done").addEventListener("click", hideSecret);
 
-  call("/console/api/me").then(function (data) {
+  ConsoleApi.me().then(function (data) {
     me = data;
     $("me").textContent = me.username + " · admin";
     return reload();

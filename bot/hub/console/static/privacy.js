@@ -1,11 +1,10 @@
 /* Data-rights desk: look a person up, download their export, erase them, read the audit log.
- * Everything from the server is put on the page with textContent. State-changing calls carry
- * the session's CSRF token (from /console/api/me) in X-CSRF-Token.
+ * Everything from the server is put on the page with textContent. Calls go through ConsoleApi
+ * (console-api.js), which puts the session's CSRF token on state-changing ones.
  */
 (function () {
   "use strict";
 
-  var csrf = null;
   var ACTIONS = {
     "conversation.view": "Abrió una conversación",
     "privacy.export": "Exportó datos",
@@ -15,24 +14,7 @@
 
   function $(id) { return document.getElementById(id); }
 
-  function call(path, body, raw) {
-    var init = { method: body ? "POST" : "GET", credentials: "same-origin",
-                 headers: { "Accept": raw ? "application/zip" : "application/json" } };
-    if (body) {
-      init.headers["X-CSRF-Token"] = csrf || "";
-      init.headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
-    return fetch(path, init).then(function (resp) {
-      if (resp.status === 401) { window.location.href = "/console/login"; throw new Error(""); }
-      if (!resp.ok) {
-        return resp.json().catch(function () { return {}; }).then(function (data) {
-          throw new Error(data.message || "No se ha podido hacer (" + resp.status + ").");
-        });
-      }
-      return raw ? resp.blob() : resp.json();
-    });
-  }
+  var call = ConsoleApi.call;
 
   function say(text, bad) {
     var node = $("result");
@@ -73,7 +55,7 @@
   });
 
   $("export").addEventListener("click", function () {
-    call("/console/api/privacy/export", { identifier: who() }, true).then(function (blob) {
+    call("/console/api/privacy/export", { identifier: who() }, { raw: true }).then(function (blob) {
       var link = document.createElement("a");
       link.href = URL.createObjectURL(blob);
       link.download = "privacy-export.zip";
@@ -98,8 +80,7 @@
       }).catch(function (err) { say(err.message, true); });
   });
 
-  call("/console/api/me").then(function (me) {
-    csrf = me.csrf_token;
+  ConsoleApi.me().then(function () {
     return loadAudit();
   }).catch(function (err) { say(err.message, true); });
 })();
