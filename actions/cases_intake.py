@@ -136,6 +136,20 @@ def is_verified(tracker: Tracker) -> bool:
 # Intents that leave a question with buttons when the words are no option: the form ends
 # and the submit action says why (case_blocked).
 LEAVING = {"cancel": "cancelled", "request_human": "human", "complain": "complaint"}
+
+
+def complaint_that_answers(intent: dict[str, Any], found: choices.Choice,
+                           options: list[choices.Option]) -> bool:
+    """An angry answer that still names one of the options ("qué vergüenza, no enciende",
+    "no es como la describíais y llegó con un golpe") is the answer, met with a word of
+    empathy: handing that customer to a person would drop the claim they are giving. A bare
+    complaint ("esto es una vergüenza") still means "get me a person"."""
+    if intent.get("name") != "complain":
+        return False
+    named = found.found and found.value != choices.fallback_option(options)
+    return bool(named or found.ambiguous)
+
+
 QUESTION_CUES = re.compile(
     r"^(?:y |and |pero |but |oye |una pregunta |por cierto |btw )?(?:cuant|cuand|como |donde|"
     r"que |qué |puedo|se puede|hay |teneis|tienen|how|when|where|what|can i|do you|is there|"
@@ -241,9 +255,12 @@ class IntakeValidation(FormValidationAction):
         found = choices.resolve(text, options, choices.default_embed)
         intent = ((tracker.latest_message or {}).get("intent") or {})
         if found.how not in ("exact", "position", "keyword") and \
-                float(intent.get("confidence") or 0) >= 0.5 and intent.get("name") in LEAVING:
+                float(intent.get("confidence") or 0) >= 0.5 and intent.get("name") in LEAVING \
+                and not complaint_that_answers(intent, found, options):
             # "déjalo", "pásame con alguien", "esto es una vergüenza": not an answer
             return {slot: None, "case_blocked": LEAVING[intent["name"]]}
+        if complaint_that_answers(intent, found, options):
+            dispatcher.utter_message(response="utter_complaint_noted")
         question = is_question(tracker, text)
         if question and found.how not in ("exact", "position") and answer_in_form(
                 dispatcher, tracker, text):

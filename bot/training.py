@@ -1,7 +1,9 @@
 """Train the Rasa model only when its inputs changed.
 
-The fingerprint is a hash of ``data/``, ``config.yml`` and ``domain.yml``; it is written next
-to the model after a successful training, so an interrupted training retrains next time.
+The fingerprint is a hash of ``data/``, ``config.yml``, ``domain.yml`` and the code of our own
+NLU components (``nlu_components/*.py``: a change in how features or intents are computed
+changes the model); it is written next to the model after a successful training, so an
+interrupted training retrains next time.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ def model_path(root: Path = ROOT) -> Path:
 
 def fingerprint(root: Path = ROOT) -> str:
     digest = hashlib.sha256()
-    files = sorted((root / "data").rglob("*.yml")) + [root / "config.yml", root / "domain.yml"]
+    files = (sorted((root / "data").rglob("*.yml")) + [root / "config.yml", root / "domain.yml"]
+             + sorted((root / "nlu_components").glob("*.py")))
     for path in files:
         digest.update(str(path.relative_to(root)).encode())
         digest.update(path.read_bytes())

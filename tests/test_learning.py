@@ -170,8 +170,17 @@ def test_an_admin_turns_a_missed_question_into_an_answer(stack, browser):  # noq
             asked = text
             break
     assert asked, "the bot answered every candidate: pick new ones for this test"
+    # markup a customer typed, inside a question the bot cannot answer: it waits in the
+    # inbox, shown as text (a bare tag alone may be read as "data given without a question")
     xss = Chat(stack.hub_url, locale="es-ES")
-    xss.say(XSS)  # not understood: waits in the inbox, as text
+    xss_text = None
+    for text in (f"¿vendéis fundas para esto? {XSS}", f"{XSS} ¿hacéis grabados láser?", XSS):
+        before = len(_recorded(db, xss.sender))
+        xss.say(text)
+        if len(_recorded(db, xss.sender)) > before:
+            xss_text = text
+            break
+    assert xss_text, "no markup-bearing question was recorded as unanswered"
     admin = Agent(browser, stack, "learning-admin", role="admin")
     agent = ConsoleClient(stack.hub_url)
     try:
@@ -184,7 +193,7 @@ def test_an_admin_turns_a_missed_question_into_an_answer(stack, browser):  # noq
         expect(page.locator("body")).to_have_attribute("data-ready", "1")
         group = page.locator(".group").filter(has_text=asked)
         expect(group).to_have_count(1)
-        expect(page.locator(".learn-text").filter(has_text=XSS).first).to_have_text(XSS)
+        expect(page.locator(".learn-text").filter(has_text=XSS).first).to_have_text(xss_text)
         assert page.evaluate("window.__pwned") is None
         # without the session's CSRF token nothing changes
         no_csrf = page.request.post("/console/api/learn/dismiss",

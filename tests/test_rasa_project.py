@@ -94,6 +94,10 @@ def test_fingerprint_tracks_training_inputs(tmp_path):
     assert fingerprint(tmp_path) == before
     (tmp_path / "data" / "a.yml").write_text("version: '3.1'\nnlu: []\n")
     assert fingerprint(tmp_path) != before
+    changed = fingerprint(tmp_path)
+    (tmp_path / "nlu_components").mkdir()
+    (tmp_path / "nlu_components" / "intents.py").write_text("WEIGHT = 1\n")
+    assert fingerprint(tmp_path) != changed, "NLU component code is a training input"
 
 
 def _rasa(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:

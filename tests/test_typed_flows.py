@@ -263,3 +263,21 @@ def test_return_typed_en_and_exchange_typed_es(stack):
     case = case_of(stack, r)
     assert case.type == "exchange" and case.category == "doesnt_fit"
     assert "135x190" in case.description
+
+
+def test_an_angry_answer_that_names_the_fault_is_kept_a_bare_complaint_hands_off(stack):
+    """Complaints mid-claim (rules in data/rules/cases.yml + actions/complaints.py): one that
+    answers "what is wrong?" is the answer (with a word of empathy); "esto es una vergüenza"
+    at a question it cannot answer hands off to a person, as before."""
+    order = new_order(stack, ["LAV-8KG", "CAF-EXP"])
+    chat = Chat(stack.hub_url, locale="es-ES")
+    identify(chat, order, "quiero reclamar la garantía de la lavadora", "{number}")
+    r = chat.say("la lavadora")
+    assert "qué le pasa" in texts(r), texts(r)
+    r = chat.say("qué vergüenza de servicio, no enciende")  # read as a complaint
+    t = texts(r)
+    assert "lo apunto" in t and "desde cuándo" in t, t
+    assert "te paso con una persona" not in t, t
+    r = chat.say("esto es una vergüenza, estoy muy enfadada con vosotros")
+    t = texts(r)
+    assert "te paso con una persona" in t and "siento mucho" in t, t
