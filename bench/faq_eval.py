@@ -50,16 +50,17 @@ def metrics(rows: list[dict]) -> dict:
 def _features(searcher: FaqSearcher, rows: list[dict]) -> list[dict]:
     feats = []
     for d in rows:
-        sem, ans, lex, neg = searcher.signals(d["q"], d["lang"])
-        feats.append({**d, "sem": sem, "ans": ans, "lex": lex,
-                      "ids": searcher.indexes[d["lang"]].ids, "neg": neg})
+        sig = searcher.signals(d["q"], d["lang"])
+        feats.append({**d, "sem": sig.semantic, "ans": sig.answer, "lex": sig.lexical,
+                      "cls": sig.classified, "ids": searcher.indexes[d["lang"]].ids,
+                      "neg": sig.negative})
     return feats
 
 
 def _decide(f: dict, c: SearchConfig, direct: bool = False) -> str | None:
     """The production decision (bot.services.kb.search.decide) on precomputed signals.
     `direct`: count only direct answers (not "did you mean…" suggestions)."""
-    total, _ = fuse(c, f["sem"], f["ans"], f["lex"])
+    total, _ = fuse(c, f["sem"], f["ans"], f["lex"], f["cls"])
     decision, order = decide(c, total, f["sem"], f["neg"])
     if decision == "none" or (direct and decision != "answer"):
         return None
@@ -80,11 +81,12 @@ def calibrate(feats: list[dict]) -> SearchConfig:
     gold = np.array([f["gold"] or "" for f in feats], dtype=object)
     answerable = gold != ""
     best, best_key = SearchConfig(), (False, -1.0, -1.0)
-    for bw, aw, k in itertools.product((0.0, 0.15, 0.25, 0.35), (0.0, 0.3), (2.0, 4.0)):
-        probe = SearchConfig(bm25_weight=bw, answer_weight=aw, bm25_k=k)
+    for bw, aw, k, cw in itertools.product((0.0, 0.15, 0.25, 0.35), (0.0, 0.3), (2.0, 4.0),
+                                           (0.0, 0.2, 0.3)):
+        probe = SearchConfig(bm25_weight=bw, answer_weight=aw, bm25_k=k, classifier_weight=cw)
         tops, margins, top_sem, top_id = [], [], [], []
         for f in feats:
-            total, _ = fuse(probe, f["sem"], f["ans"], f["lex"])
+            total, _ = fuse(probe, f["sem"], f["ans"], f["lex"], f["cls"])
             order = np.argsort(-total)
             tops.append(total[order[0]])
             margins.append(total[order[0]] - total[order[1]] if len(order) > 1 else 1.0)
@@ -95,7 +97,7 @@ def calibrate(feats: list[dict]) -> SearchConfig:
         neg = np.array([f["neg"] for f in feats])
         for nm in (-0.02, 0.0, 0.02, 1.0):
             negative = (neg - top_sem) >= nm
-            for st in np.arange(0.80, 1.12, 0.005):
+            for st in np.arange(0.80, 1.30, 0.005):
                 shown = (tops >= st) & ~negative
                 n_ans = max(1, answerable.sum())
                 n_una = max(1, (~answerable).sum())
@@ -110,6 +112,7 @@ def calibrate(feats: list[dict]) -> SearchConfig:
                     if key > best_key:
                         best_key = key
                         best = SearchConfig(bm25_weight=bw, answer_weight=aw, bm25_k=k,
+                                            classifier_weight=cw,
                                             suggest_threshold=round(float(st), 3),
                                             answer_threshold=round(float(st) + gap, 3),
                                             answer_margin=0.02, negative_margin=nm)

@@ -1,5 +1,6 @@
 """Hybrid FAQ search on the real knowledge base, including bad queries, and live reload."""
 
+import numpy as np
 import pytest
 
 from bot.core.config import ROOT
@@ -106,3 +107,39 @@ def test_live_edit_add_and_delete_without_retraining(db_url, embedder):
     with session_scope(db_url) as s:
         store.delete(s, "refund-timing", "admin")
     assert kb.search("¿cuánto tarda el reembolso?", "es").faq_id != "refund-timing"
+
+
+def _tiny_entry(faq_id: str, es: list[str], en: list[str]) -> dict:
+    return {"id": faq_id, "tags": [], "content": {
+        "es": {"title": es[0], "answer": f"Respuesta de {faq_id}.", "questions": es[1:]},
+        "en": {"title": en[0], "answer": f"Answer of {faq_id}.", "questions": en[1:]}}}
+
+
+def test_entry_classifier_learns_the_entries_and_the_unanswerable_class(embedder):
+    from bot.services.kb.search import EntryClassifier
+
+    entries = [
+        _tiny_entry("refund-time",
+                    ["¿Cuánto tarda el reembolso?", "¿cuándo me devolvéis el dinero?"],
+                    ["How long does a refund take?", "when do I get my money back?"]),
+        _tiny_entry("delivery-cost", ["¿Cuánto cuesta el envío?", "¿el envío es gratis?"],
+                    ["How much is shipping?", "is delivery free?"]),
+    ]
+    negatives = {"es": ["¿qué tiempo hará mañana?", "¿me recomiendas una película?"],
+                 "en": ["what's the weather tomorrow?", "recommend me a film"]}
+    kb = FaqSearcher(entries, embedder, negatives=negatives)
+    index = kb.indexes["es"]
+    probs = index.classify(embedder.embed_uncached("¿en cuántos días me llega el dinero?"))
+    assert probs.shape == (2,) and index.ids[int(probs.argmax())] == "refund-time"
+    # the unanswerable class takes the mass of an off-topic question
+    off_topic = index.classify(embedder.embed_uncached("¿quién ganó el partido de ayer?"))
+    assert off_topic.sum() < probs.sum()
+    # one entry and no known unanswerable question: nothing to tell apart, it is certain
+    alone = FaqSearcher(entries[:1], embedder, negatives={})
+    assert alone.indexes["es"].classify(embedder.embed_uncached("reembolso")).tolist() == [1.0]
+    assert alone.search("¿cuánto tarda el reembolso?", "es").faq_id == "refund-time"
+    # one entry and the unanswerable class: a binary model, still one probability per entry
+    binary = EntryClassifier.fit(embedder.embed(["reembolso", "dinero de vuelta"]),
+                                 np.array([0, 0]), 1, embedder.embed(["el tiempo mañana"]))
+    p = binary.probabilities(embedder.embed_uncached("¿cuándo me devolvéis el dinero?"))
+    assert p.shape == (1,) and 0.5 < p[0] < 1.0
