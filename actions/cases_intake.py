@@ -166,6 +166,19 @@ def is_question(tracker: Tracker, text: str, intent_free: bool = False) -> bool:
     return asked and bool(QUESTION_CUES.search(folded))
 
 
+# a refusal shortly before the word photo: "no tengo foto", "I don't have a photo",
+# "sin fotos" (not "la foto no sale bien pero la mando")
+_NO_PHOTO = re.compile(
+    r"\b(no|sin|ninguna|none|without|dont|don't|haven'?t|not|cannot|can'?t)\b(\s+\S+){0,3}?"
+    r"\s+(fotos?|fotografias?|imagen(es)?|photos?|pictures?|pics?|images?)\b")
+
+
+def no_photo(text: str) -> bool:
+    """A typed "no tengo foto, lo siento" / "I don't have a photo, sorry": the same as the
+    button, whatever intent the sentence was read as."""
+    return bool(_NO_PHOTO.search(choices.fold(text)))
+
+
 def descriptive(text: str) -> bool:
     """Enough words to stand as the customer's own description."""
     words = [w for w in choices.fold(text).split() if any(c.isalpha() for c in w)]
@@ -569,7 +582,7 @@ class ValidateWarrantyForm(IntakeValidation):
         """Optional: an uploaded photo of this conversation, or "none". Typed text gets one
         reminder of how to attach; after that the claim simply goes on without a photo."""
         value = str(value or "")
-        if value == "none":
+        if value == "none" or no_photo(value):
             return {"photo_id": "none", "invalid_attempts": 0}
         with db_session() as session:
             row = session.get(Attachment, value) if re.fullmatch(r"[0-9a-f]{32}", value) \

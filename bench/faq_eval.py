@@ -201,6 +201,7 @@ def _table(rows: list[dict]) -> dict:
     out = {}
     for name, keep in (("heldout", lambda r: r["split"] == "heldout"),
                        ("dev-persona", lambda r: r["split"] == "dev" and r["source"] == "persona"),
+                       ("dev-persona2", lambda r: r["source"] == "persona2"),
                        ("dev-team", lambda r: r["source"] == "team")):
         for lang in ("es", "en"):
             out[f"{name}/{lang}"] = metrics([r for r in rows if r["lang"] == lang and keep(r)])
@@ -244,7 +245,8 @@ def main() -> None:
     if args.calibrate:
         CALIBRATION_FILE.write_text(json.dumps(
             {"config": configs["es"].__dict__,
-             "fitted_on": "dev rows of bench/sets.py (team dev set + persona dev half)",
+             "fitted_on": "dev rows of bench/sets.py (team dev set, persona dev half, "
+                          "second persona dev set)",
              "cross_validation": report["cross_validation"],
              "metrics": report["ours"]["metrics"]}, indent=2) + "\n")
         print(f"calibration written to {CALIBRATION_FILE.relative_to(ROOT)}")

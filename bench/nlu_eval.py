@@ -70,7 +70,7 @@ def main() -> None:
     groups: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         name = "heldout" if r["split"] == "heldout" else (
-            "dev-persona" if r["source"] == "persona" else "dev-team")
+            {"persona": "dev-persona", "persona2": "dev-persona2"}.get(r["source"], "dev-team"))
         groups[f"{name}/{r['lang']}"].append(r)
     confusions = Counter((r["intent"], r["pred"]) for r in rows
                          if r["split"] == "dev" and r["intent"] != r["pred"])

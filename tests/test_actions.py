@@ -153,3 +153,18 @@ def test_fallback_answers_from_kb_when_it_can(dispatcher, kb_env):
     first = dispatcher.messages[0]
     assert first.get("text") or first.get("response") == "utter_faq_suggest"
     assert first.get("response") != "utter_ask_rephrase"
+
+
+@pytest.mark.parametrize("text, refused", [
+    ("no tengo foto, lo siento", True), ("I don't have a photo, sorry", True),
+    ("sin foto", True), ("no puedo hacer fotos ahora", True),
+    ("I haven't got any pictures", True), ("No tengo ninguna foto", True),
+    ("aquí va la foto", False), ("here is the picture", False),
+    ("la foto no sale bien pero la mando", False), ("no", False),
+])
+def test_a_typed_no_photo_skips_the_photo_like_the_button(text, refused):
+    """Read by words (the sentence may be read as any intent, even nlu_fallback); a bare
+    "no" is the deny intent's slot mapping, not this."""
+    from actions.cases_intake import no_photo
+
+    assert no_photo(text) is refused

@@ -78,3 +78,20 @@ def test_split_is_stable_and_roughly_half():
     held = sum(r["split"] == "heldout" for r in rows) / len(rows)
     assert 0.4 < held < 0.6
     assert split_of("¿cuánto tarda el reembolso?") == split_of("¿cuánto tarda el reembolso?")
+
+
+def test_second_dev_sets_are_dev_only_and_never_trained_on():
+    """bench/dev/: fitted on (never reported as held-out), and like every evaluation row
+    never in the training data or the KB's example questions."""
+    intents = [r for r in intent_rows() if r["source"] == "persona2"]
+    faqs = [r for r in faq_rows() if r["source"] == "persona2"]
+    assert intents and faqs
+    assert {r["split"] for r in intents + faqs} == {"dev"}
+    assert {r["intent"] for r in intents} <= set(CONTRACT_INTENTS)
+    ids = {p.stem for p in (ROOT / "knowledge_base").glob("*.yml")
+           if not p.stem.startswith("_")}
+    assert {r["gold"] for r in faqs} - {None} <= ids
+    known = kb_questions() | training_texts()
+    overlap = [r["q"] for r in faqs if norm(r["q"]) in known]
+    overlap += [r["text"] for r in intents if norm(r["text"]) in training_texts()]
+    assert not overlap, overlap
