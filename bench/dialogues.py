@@ -78,8 +78,10 @@ def fold(text: str) -> str:
 # folded text. Events are outcomes; question kinds are answered from the script.
 
 KINDS: list[tuple[str, str]] = [
-    # the hub's own apology when Rasa failed or gave no reply: a stack error
-    ("stack_error", r"problema tecnico y no he podido procesar|technical problem right now"),
+    # the hub's own apology when Rasa failed or gave no reply, or its "we're busy" after a
+    # turn waited RASA_QUEUE_TIMEOUT in line for Rasa: a stack error
+    ("stack_error", r"problema tecnico y no he podido procesar|technical problem right now"
+                    r"|atendiendo a muchas personas|helping a lot of people"),
     ("case_created", r"^(hecho|done)\b.*\b(gar|dev|sop)-\d{4}-\d{6}"),
     ("case_status", r"\b(gar|dev|sop)-\d{4}-\d{6} \(.*(proximo paso|next step|ultimo movimiento"
                     r"|last update)"),

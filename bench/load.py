@@ -16,8 +16,10 @@ Sizes via env: BENCH_LOAD_CUSTOMERS (200), BENCH_LOAD_SECONDS (180), BENCH_LOAD_
 (0.5), BENCH_LOAD_PROFILES ("default,scale"), BENCH_LOAD_RASA_REPLICAS (2),
 BENCH_LOAD_HUB_REPLICAS (2), BENCH_LOAD_RASA_TIMEOUT (the hub's RASA_TIMEOUT; default as
 shipped), BENCH_LOAD_SEED, BENCH_LOAD_KEEP_LOGS (1: copy the processes' logs to
-bench/results/). Writes bench/results/load-<timestamp>.json; exits 1 when any
-message was lost, duplicated, reordered or failed.
+bench/results/). The hubs' admission control (RASA_MAX_IN_FLIGHT, RASA_QUEUE_TIMEOUT) is as
+shipped unless set in the environment, which the stacks started here inherit. Writes
+bench/results/load-<timestamp>.json; exits 1 when any message was lost, duplicated, reordered
+or failed.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from bench.load_stacks import (
     scale_target,
 )
 from bench.stack_fixture import memory_report, result_path
-from bot.core.config import ROOT
+from bot.core.config import ROOT, Settings
 
 CUSTOMERS = int(os.environ.get("BENCH_LOAD_CUSTOMERS", "200"))
 SECONDS = float(os.environ.get("BENCH_LOAD_SECONDS", "180"))
@@ -181,12 +183,20 @@ def print_table(report: dict) -> None:
                           else "FAIL: " + ", ".join(problems)))
 
 
+def _admission() -> dict[str, str]:
+    """The hubs' admission control in this run (environment, else as shipped)."""
+    return {name: os.environ.get(name) or str(getattr(Settings, name.lower()))
+            for name in ("RASA_MAX_IN_FLIGHT", "RASA_QUEUE_TIMEOUT")}
+
+
 def main() -> int:
     print(f"bench-load: the stacks started here get IP_RATE_BURST={LOAD_ENV['IP_RATE_BURST']} "
           f"and IP_RATE_PER_SECOND={LOAD_ENV['IP_RATE_PER_SECOND']} (all simulated customers "
           "come from 127.0.0.1; the per-sender limit stays as shipped)"
           + (f"; RASA_TIMEOUT={os.environ['BENCH_LOAD_RASA_TIMEOUT']} instead of the shipped 10 s"
-             if os.environ.get("BENCH_LOAD_RASA_TIMEOUT") else ""), flush=True)
+             if os.environ.get("BENCH_LOAD_RASA_TIMEOUT") else "")
+          + "; admission control " + ", ".join(f"{k}={v}" for k, v in _admission().items()),
+          flush=True)
     runs: dict[str, dict] = {}
     profiles = ["external"] if EXTERNAL else PROFILES
     for profile in profiles:
@@ -202,6 +212,7 @@ def main() -> int:
                   "seed": SEED},
         "raised_limits": {k: v for k, v in LOAD_ENV.items() if k.startswith("IP_")},
         "rasa_timeout": os.environ.get("BENCH_LOAD_RASA_TIMEOUT") or "as shipped (10 s)",
+        "admission": _admission(),
         "definitions": rep.__doc__,
         "runs": runs,
         "ratio_scale_over_default": _ratio(runs),

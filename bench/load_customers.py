@@ -23,10 +23,18 @@ from dataclasses import dataclass, field
 import httpx
 import websockets
 
-from bench.load_script import CaseRef, conversation, is_apology
+from bench.load_script import CaseRef, apology, conversation
+from bot.core.config import Settings
+from bot.scale.haproxy import turn_timeout
 
-# no answer this long after sending: lost (raise it with BENCH_LOAD_RASA_TIMEOUT)
-REPLY_TIMEOUT = max(90.0, float(os.environ.get("BENCH_LOAD_RASA_TIMEOUT") or 0) + 60)
+# no answer this long after sending: lost. As long as the scale profile's balancer waits for
+# a hub (bot/scale/haproxy.py), i.e. the hub's own bound on a turn: its wait in line for Rasa
+# (RASA_QUEUE_TIMEOUT), then its Rasa calls (RASA_TIMEOUT); a busy reply or an apology that
+# comes by then is an answer, counted as failed
+REPLY_TIMEOUT = float(max(90, turn_timeout(
+    float(os.environ.get("BENCH_LOAD_RASA_TIMEOUT") or os.environ.get("RASA_TIMEOUT")
+          or Settings.rasa_timeout),
+    float(os.environ.get("RASA_QUEUE_TIMEOUT") or Settings.rasa_queue_timeout))))
 DOUBLE_TEXT = 0.2  # share of socket messages followed at once by the next one
 
 
@@ -64,8 +72,8 @@ class Record:
             return
         turn.answered_at = at
         self.arrivals.setdefault(turn.sender, []).append(turn.seq)
-        if is_apology(messages):
-            turn.outcome, turn.detail = "failed", "apology (Rasa failed or timed out)"
+        if kind := apology(messages):
+            turn.outcome, turn.detail = "failed", kind
         else:
             turn.outcome = "ok" if messages else "empty"
 

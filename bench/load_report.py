@@ -2,14 +2,17 @@
 
 Definitions (per message, each with its unique id):
 
-* **lost**: sent (REST) or accepted (socket ``ack``) but never answered within 90 s, and not
-  a turn the bot answered with silence (checked in the transcript when the bench can read
+* **lost**: sent (REST) or accepted (socket ``ack``) but never answered within the time the
+  balancer gives a turn (150 s as shipped: RASA_QUEUE_TIMEOUT in line, then RASA_TIMEOUT per
+  Rasa call; ``REPLY_TIMEOUT`` in bench/load_customers.py), and not a turn the bot answered
+  with silence (checked in the transcript when the bench can read
   the stack's database);
 * **duplicated**: answered more than once (two ``messages`` frames with its ``reply_to``);
 * **reordered**: an answer that arrived after the answer to a *later* message of the same
   conversation;
 * **failed**: an error instead of an answer (HTTP 5xx, an ``error`` frame, a refused
-  socket) or the hub's "technical problem" apology (Rasa failed or exceeded RASA_TIMEOUT);
+  socket), the hub's "technical problem" apology (Rasa failed or exceeded RASA_TIMEOUT) or
+  its "we're busy, send it again" (the turn waited RASA_QUEUE_TIMEOUT in line for Rasa);
 * **empty**: answered with no bot message (not an error; counted apart).
 
 Throughput is *good* answers (neither failed nor lost) per second of wall time, from the

@@ -31,6 +31,9 @@ STATUS = {"es": "¿cómo va mi caso {number}?", "en": "what is the status of my 
 THANKS = {"es": ["gracias", "muchas gracias"], "en": ["thanks", "thank you very much"]}
 # the hub's apology when Rasa failed or timed out (bot/hub/texts.py "unavailable")
 APOLOGY_WORDS = ("problema técnico", "technical problem")
+# its "we're busy, send it again" when a turn waited RASA_QUEUE_TIMEOUT in line for Rasa
+# (bot/hub/texts.py "busy"): not an answer either, so it counts as failed too
+BUSY_WORDS = ("atendiendo a muchas personas", "helping a lot of people")
 
 
 @dataclass(frozen=True)
@@ -53,5 +56,11 @@ def conversation(rng: random.Random, lang: str, cases: list[CaseRef]) -> list[st
     return lines
 
 
-def is_apology(messages: list[dict]) -> bool:
-    return any(word in (m.get("text") or "").lower() for m in messages for word in APOLOGY_WORDS)
+def apology(messages: list[dict]) -> str | None:
+    """Which of the hub's own replies instead of an answer this is, if any."""
+    texts = [(m.get("text") or "").lower() for m in messages]
+    if any(word in t for t in texts for word in BUSY_WORDS):
+        return "busy reply (waited RASA_QUEUE_TIMEOUT in line for Rasa)"
+    if any(word in t for t in texts for word in APOLOGY_WORDS):
+        return "apology (Rasa failed or timed out)"
+    return None

@@ -37,8 +37,10 @@ MESSAGES = [
     "how long is the warranty on a washing machine?", "thanks a lot", "what can you do?",
     "¿qué puedes hacer?",
 ]
-# the hub's apology when Rasa failed or timed out (bot/hub/texts.py "unavailable")
-UNAVAILABLE = re.compile(r"problema técnico|technical problem", re.I)
+# the hub's apology when Rasa failed or timed out (bot/hub/texts.py "unavailable"), or its
+# "we're busy" when a turn waited RASA_QUEUE_TIMEOUT in line for Rasa ("busy")
+UNAVAILABLE = re.compile(r"problema técnico|technical problem|atendiendo a muchas personas|"
+                         r"helping a lot of people", re.I)
 SERIAL_TURNS = int(os.environ.get("BENCH_SERIAL_TURNS", "60"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "20"))
 TURNS_PER_CUSTOMER = int(os.environ.get("BENCH_TURNS_PER_CUSTOMER", "10"))

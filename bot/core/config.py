@@ -48,6 +48,14 @@ class Settings:
     rasa_tracker_url: str = ""
     action_server_url: str = "http://127.0.0.1:5055/webhook"
     rasa_timeout: float = 10.0
+    # Admission control (bot/hub/rasa_client.py AdmissionGate): turns one hub keeps in flight
+    # at each Rasa server (0 = no limit); the others wait in line, in arrival order, up to
+    # RASA_QUEUE_TIMEOUT seconds (then the customer is told we are busy; the message is kept).
+    # RASA_TIMEOUT counts from when a request is sent, not while it waits in line. The wait
+    # limit is for a line that does not move: while it moves, waiting on beats "send it again",
+    # which puts the customer at the back of the line.
+    rasa_max_in_flight: int = 3
+    rasa_queue_timeout: float = 90.0
     conversation_idle_timeout: int = 1800
     default_language: str = "es"
     max_message_chars: int = 10000

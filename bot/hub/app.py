@@ -10,6 +10,7 @@ import logging
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
+import anyio
 from fastapi import FastAPI
 
 from bot.core.config import Settings, _env, get_settings
@@ -39,6 +40,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.rasa = rasa
         app.state.sessions = session_factory(settings.database_url)
         app.state.turns = TurnService(settings, rasa, app.state.sessions)
+        # /healthz's own threads: never behind turns or console calls (routes/health.py)
+        app.state.health_threads = anyio.CapacityLimiter(4)
         app.state.web = WebConnections()
         app.state.limiter = rate_limit.from_settings(settings)  # REST, sockets and uploads
         app.state.telegram = None

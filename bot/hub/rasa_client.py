@@ -3,12 +3,19 @@
 The token travels in the ``X-Rasa-Token`` header (``bot.rasa_entry`` teaches Rasa to read
 it), never in the URL, so no access or client log can record it. Only for a Rasa started
 without ``bot.rasa_entry`` (``RASA_TOKEN_IN_QUERY=1``) is it also sent as ``?token=``.
+
+Every request to a Rasa server passes its admission gate (``AdmissionGate``): a few turns in
+flight per server, the others waiting in line, in arrival order, for a bounded time.
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote
 
@@ -26,6 +33,86 @@ class RasaUnreachable(RasaUnavailable):
     the request without any risk of it being processed twice."""
 
 
+class RasaBusy(RasaUnavailable):
+    """The turn waited in the server's admission queue for ``RASA_QUEUE_TIMEOUT`` without
+    getting in: nothing of it was sent to Rasa. Not ``RasaUnreachable``: another replica must
+    not take the customer (their conversation stays on one server), the customer is told we
+    are busy and the message is kept for a resend."""
+
+
+class AdmissionGate:
+    """At most ``limit`` turns in flight to one Rasa server from this hub; the others wait
+    here in arrival order (FIFO) for at most ``queue_timeout`` seconds, then ``RasaBusy``.
+
+    Why: a Rasa server works on every request it has at once, on one event loop and about
+    one core. Given 40 turns together (the hub's worker threads) it shares the core among all
+    of them, every one of them gets slow, and under a crowd they pass ``RASA_TIMEOUT``
+    together: the customers get apologies for work Rasa did anyway, too late. With a few in
+    flight Rasa stays busy (one turn's NLU runs while another waits for the action server),
+    each turn is as fast as with no crowd, and the crowd waits here, where waiting costs no
+    CPU, in the order it came. ``RASA_TIMEOUT`` (httpx's) only starts once a request is sent.
+
+    The slot belongs to a turn, not to one request: a thread holding it makes all the
+    requests of its turn (undo a failed try, slots, the message) without queueing again
+    (``slot`` is re-entrant per thread). ``limit`` 0 means no gate (every request at once).
+    A freed slot is handed to the oldest waiter directly, so a newcomer never overtakes it.
+    """
+
+    def __init__(self, limit: int, queue_timeout: float) -> None:
+        self.limit = max(0, int(limit))
+        self.queue_timeout = queue_timeout
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._waiters: deque[threading.Event] = deque()
+        self._local = threading.local()
+        self.refused = 0  # turns that gave up waiting (RasaBusy), since start
+
+    def stats(self) -> dict[str, int]:
+        """What ``/healthz`` shows: turns at Rasa now, turns waiting, turns refused so far."""
+        with self._lock:
+            return {"in_flight": self._in_flight, "waiting": len(self._waiters),
+                    "limit": self.limit, "refused": self.refused}
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        """Hold a slot for the ``with`` block (waiting for one first); re-entrant."""
+        depth = getattr(self._local, "depth", 0)
+        if depth == 0 and self.limit:
+            self._acquire()
+        self._local.depth = depth + 1
+        try:
+            yield
+        finally:
+            self._local.depth = depth
+            if depth == 0 and self.limit:
+                self._release()
+
+    def _acquire(self) -> None:
+        with self._lock:
+            if self._in_flight < self.limit and not self._waiters:
+                self._in_flight += 1
+                return
+            ticket = threading.Event()
+            self._waiters.append(ticket)
+        if ticket.wait(self.queue_timeout):
+            return  # a finishing turn handed its slot over
+        with self._lock:
+            if ticket.is_set():  # handed over between the timeout and taking the lock
+                return
+            self._waiters.remove(ticket)
+            self.refused += 1
+            waiting = len(self._waiters)
+        raise RasaBusy(f"no turn slot in {self.queue_timeout:g}s ({self.limit} in flight, "
+                       f"{waiting} more waiting)")
+
+    def _release(self) -> None:
+        with self._lock:
+            if self._waiters:  # the slot goes to the oldest waiter: in_flight unchanged
+                self._waiters.popleft().set()
+            else:
+                self._in_flight -= 1
+
+
 def _failure(exc: Exception) -> RasaUnavailable:
     if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
         return RasaUnreachable(str(exc))
@@ -34,8 +121,10 @@ def _failure(exc: Exception) -> RasaUnavailable:
 
 class RasaClient:
     def __init__(self, base_url: str, token: str, timeout: float, *,
-                 token_in_query: bool = False) -> None:
+                 token_in_query: bool = False, gate: AdmissionGate | None = None) -> None:
         self.base_url = base_url.rstrip("/")
+        # no gate given: nothing is held back (tools and tests that call Rasa directly)
+        self.gate = gate or AdmissionGate(0, 0.0)
         self._query = {"token": token} if token_in_query else {}
         self._http = httpx.Client(
             timeout=httpx.Timeout(timeout, connect=2.0),
@@ -51,10 +140,11 @@ class RasaClient:
 
     def send(self, sender: str, text: str, metadata: dict[str, Any]) -> list[dict[str, Any]]:
         try:
-            resp = self._http.post(
-                f"{self.base_url}/webhooks/rest/webhook",
-                json={"sender": sender, "message": text, "metadata": metadata},
-            )
+            with self.gate.slot():
+                resp = self._http.post(
+                    f"{self.base_url}/webhooks/rest/webhook",
+                    json={"sender": sender, "message": text, "metadata": metadata},
+                )
             resp.raise_for_status()
             data = resp.json()
         except (httpx.HTTPError, ValueError) as exc:
@@ -69,20 +159,21 @@ class RasaClient:
         crashed action loses its events but Rasa still saves the turn. ``rewind`` takes the
         tracker back to just before that message. Nothing is undone when the failed turn never
         reached the tracker (Rasa was down): the previous, good turn stays."""
-        try:
-            resp = self._http.get(self._tracker_url(sender, "tracker"),
-                                  params={**self._query, "include_events": "NONE"})
-            resp.raise_for_status()
-            latest = (resp.json() or {}).get("latest_message") or {}
-        except (httpx.HTTPError, ValueError) as exc:
-            raise _failure(exc) from exc
-        if (latest.get("metadata") or {}).get("inbound_id") != inbound_id:
-            return False
-        # rewind also drops the action_listen before that message: put it back, or the
-        # retried message would look like one the bot never waited for
-        self.append_events(sender, [{"event": "rewind"},
-                                    {"event": "action", "name": "action_listen"}])
-        return True
+        with self.gate.slot():
+            try:
+                resp = self._http.get(self._tracker_url(sender, "tracker"),
+                                      params={**self._query, "include_events": "NONE"})
+                resp.raise_for_status()
+                latest = (resp.json() or {}).get("latest_message") or {}
+            except (httpx.HTTPError, ValueError) as exc:
+                raise _failure(exc) from exc
+            if (latest.get("metadata") or {}).get("inbound_id") != inbound_id:
+                return False
+            # rewind also drops the action_listen before that message: put it back, or the
+            # retried message would look like one the bot never waited for
+            self.append_events(sender, [{"event": "rewind"},
+                                        {"event": "action", "name": "action_listen"}])
+            return True
 
     def append_events(self, sender: str, events: list[dict[str, Any]]) -> None:
         """Append events, stamped now and in order.
@@ -94,11 +185,12 @@ class RasaClient:
         now = time.time()
         events = [{**e, "timestamp": now + i * 1e-6} for i, e in enumerate(events)]
         try:
-            resp = self._http.post(
-                self._tracker_url(sender, "tracker/events"),
-                params={**self._query, "include_events": "NONE"},
-                json=events,
-            )
+            with self.gate.slot():
+                resp = self._http.post(
+                    self._tracker_url(sender, "tracker/events"),
+                    params={**self._query, "include_events": "NONE"},
+                    json=events,
+                )
             resp.raise_for_status()
         except httpx.HTTPError as exc:
             raise _failure(exc) from exc
@@ -124,28 +216,33 @@ class RasaClient:
                        entities: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Inject an intent (e.g. EXTERNAL_conversation_closed) and return the bot's replies."""
         try:
-            resp = self._http.post(
-                self._tracker_url(sender, "trigger_intent"),
-                params={**self._query, "output_channel": "latest",
-                        "include_events": "NONE"},
-                json={"name": intent, "entities": entities or {}},
-            )
+            with self.gate.slot():
+                resp = self._http.post(
+                    self._tracker_url(sender, "trigger_intent"),
+                    params={**self._query, "output_channel": "latest",
+                            "include_events": "NONE"},
+                    json={"name": intent, "entities": entities or {}},
+                )
             resp.raise_for_status()
             return list(resp.json().get("messages") or [])
         except (httpx.HTTPError, ValueError) as exc:
             raise _failure(exc) from exc
 
     def parse(self, text: str) -> dict[str, Any] | None:
-        """NLU only (no tracker change): used while Rasa is paused for a human hand-off."""
+        """NLU only (no tracker change): used while Rasa is paused for a human hand-off.
+        None when Rasa cannot tell now (down, or too busy: the caller goes without)."""
         try:
-            resp = self._http.post(f"{self.base_url}/model/parse", params=self._query,
-                                   json={"text": text[:1000]})
+            with self.gate.slot():
+                resp = self._http.post(f"{self.base_url}/model/parse", params=self._query,
+                                       json={"text": text[:1000]})
             resp.raise_for_status()
             return resp.json()
-        except (httpx.HTTPError, ValueError):
+        except (httpx.HTTPError, ValueError, RasaBusy):
             return None
 
     def healthy(self) -> bool:
+        """Rasa's ``/status``, past the admission gate: a health check never waits in line
+        behind customers' turns."""
         try:
             resp = self._http.get(
                 f"{self.base_url}/status", params=self._query, timeout=2.0
@@ -161,13 +258,19 @@ class RasaPool:
     only the senders of that replica), so no two replicas ever handle one conversation at
     once — the open-source RedisLockStore has a known race between instances. A replica that
     cannot be reached is skipped for a few seconds; the sender goes to its next choice.
-    With one URL it is exactly one ``RasaClient``."""
+    With one URL it is exactly one ``RasaClient``.
+
+    Each server has its own admission gate (``max_in_flight`` turns from this hub at once,
+    ``queue_timeout`` seconds of waiting at most): one busy replica does not hold back the
+    customers of another."""
 
     DOWN_SECONDS = 5.0
 
     def __init__(self, urls: list[str], token: str, timeout: float, *,
-                 token_in_query: bool = False) -> None:
-        self.clients = [RasaClient(u, token, timeout, token_in_query=token_in_query)
+                 token_in_query: bool = False, max_in_flight: int = 0,
+                 queue_timeout: float = 90.0) -> None:
+        self.clients = [RasaClient(u, token, timeout, token_in_query=token_in_query,
+                                   gate=AdmissionGate(max_in_flight, queue_timeout))
                         for u in urls]
         self._down_until: dict[str, float] = {}
 
@@ -193,6 +296,19 @@ class RasaPool:
                 self._down_until[client.base_url] = time.monotonic() + self.DOWN_SECONDS
                 last = exc
         raise last or RasaUnavailable("no Rasa server configured")
+
+    @contextmanager
+    def admitted(self, sender: str) -> Iterator[None]:
+        """One slot at the sender's server for a whole turn (wait in line first; RasaBusy
+        after ``queue_timeout``): the turn's requests then go out without queueing again,
+        and a turn that cannot get in has sent Rasa nothing at all. Should the server turn
+        out unreachable, the next choice's gate is passed per request as usual."""
+        with self.order(sender)[0].gate.slot():
+            yield
+
+    def load(self) -> dict[str, dict[str, int]]:
+        """Each server's gate: in flight, waiting, limit, refused (for ``/healthz``)."""
+        return {c.base_url: c.gate.stats() for c in self.clients}
 
     def send(self, sender: str, text: str, metadata: dict[str, Any]) -> list[dict[str, Any]]:
         return self._call(sender, "send", sender, text, metadata)
@@ -232,4 +348,6 @@ class RasaPool:
 def pool_from_settings(settings: Any) -> RasaPool:
     urls = [u.strip() for u in (settings.rasa_urls or settings.rasa_url).split(",") if u.strip()]
     return RasaPool(urls, settings.rasa_token, settings.rasa_timeout,
-                    token_in_query=settings.rasa_token_in_query)
+                    token_in_query=settings.rasa_token_in_query,
+                    max_in_flight=settings.rasa_max_in_flight,
+                    queue_timeout=settings.rasa_queue_timeout)

@@ -133,6 +133,7 @@ LOCK_TTL = 6.0  # seconds; extended every ttl/3 while the turn runs
 def from_settings(settings) -> LocalSenderLocks:
     if not settings.redis_url:
         return LocalSenderLocks()
-    # wait for a live holder as long as a turn can take: a few Rasa calls of RASA_TIMEOUT
+    # wait for a live holder as long as a turn can take: its wait in line for Rasa
+    # (RASA_QUEUE_TIMEOUT), then a few Rasa calls of RASA_TIMEOUT
     return RedisSenderLocks(settings.redis_url, settings.redis_key_prefix, ttl=LOCK_TTL,
-                            wait=settings.rasa_timeout * 3 + 15)
+                            wait=settings.rasa_queue_timeout + settings.rasa_timeout * 3 + 15)

@@ -19,6 +19,19 @@ TEXTS: dict[str, dict[str, str]] = {
             "postventa@example.com."
         ),
     },
+    # the turn waited RASA_QUEUE_TIMEOUT in line for Rasa (bot/hub/rasa_client.py); nothing of
+    # it reached the bot, the message is stored (status failed) and a resend is tried again
+    "busy": {
+        "es": (
+            "Lo siento, ahora mismo estamos atendiendo a muchas personas a la vez y no he "
+            "llegado a tu mensaje a tiempo. Lo he guardado: envíamelo de nuevo en un momento, "
+            "por favor."
+        ),
+        "en": (
+            "Sorry, we're helping a lot of people at once right now and I didn't get to your "
+            "message in time. I've saved it: please send it again in a moment."
+        ),
+    },
     "rate_limited": {
         "es": "Vas un poco rápido: te leo enseguida. Tus mensajes se enviarán en un momento.",
         "en": "You're typing faster than I can read: your messages will be sent in a moment.",

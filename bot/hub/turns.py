@@ -1,8 +1,9 @@
 """One customer turn, whatever the channel: clean, record, route to Rasa, record the replies.
 
-Runs in a worker thread (blocking DB and HTTP). A per-sender lock keeps the turns of one
-conversation in order; Rasa's own lock store would serialise them too, but the transcript
-and language bookkeeping here must not interleave either.
+Runs in a worker thread (blocking DB and HTTP) of the turns' own pool (``TurnService.run``).
+A per-sender lock keeps the turns of one conversation in order; Rasa's own lock store would
+serialise them too, but the transcript and language bookkeeping here must not interleave
+either. Past the lock a turn waits in line for its Rasa server (``RasaPool.admitted``).
 """
 
 from __future__ import annotations
@@ -12,14 +13,16 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
+import anyio
 from sqlalchemy.orm import Session
 
 from bot.core.config import Settings
 from bot.db.models import Conversation, Message, utcnow
 from bot.hub import sender_lock, texts
-from bot.hub.rasa_client import RasaPool, RasaUnavailable
+from bot.hub.rasa_client import RasaBusy, RasaPool, RasaUnavailable
 from bot.hub.sender_lock import SenderBusy
 from bot.services import conversations as convs
 from bot.services import handoff as handoff_svc
@@ -34,6 +37,14 @@ _LEAVE_RE = re.compile(
     r"^\s*(ya no (hace falta|lo necesito)|d[ée]jalo|da igual|olv[ií]dalo|cancela(r)?( la espera)?|"
     r"never ?mind|forget it|cancel|no longer needed|i don'?t need it anymore)\W*$",
     re.IGNORECASE)
+
+# Worker threads for turns, apart from the pool every other blocking call shares (/healthz,
+# the console, socket history): a turn spends most of its time waiting — for its customer's
+# previous turn, in Rasa's admission queue, for Rasa — and a crowd of waiting turns must
+# neither hold up a health check (the balancer would take the hub out) nor wait for a thread
+# themselves: that wait would be unbounded and unordered, while the admission queue's is
+# bounded (RASA_QUEUE_TIMEOUT) and first come, first served. Idle threads cost little memory.
+TURN_THREADS = 400
 
 
 @dataclass
@@ -84,6 +95,15 @@ class TurnService:
         self.schedule = Schedule.parse(settings.support_hours, settings.support_holidays,
                                        settings.support_timezone)
         self.locks = sender_lock.from_settings(settings)
+        self._threads: anyio.CapacityLimiter | None = None  # made in the event loop
+
+    async def run(self, **turn: Any) -> TurnResult:
+        """``handle`` in a thread of the turns' own pool (``TURN_THREADS``); what every
+        channel awaits."""
+        if self._threads is None:
+            self._threads = anyio.CapacityLimiter(TURN_THREADS)
+        return await anyio.to_thread.run_sync(partial(self.handle, **turn),
+                                              limiter=self._threads)
 
     def handle(
         self,
@@ -176,27 +196,35 @@ class TurnService:
             if new_session:
                 conv.rasa_language = None
             slots = {"language": conv.language} if conv.rasa_language != conv.language else {}
-            if earlier is not None and not new_session:
-                # a retry is not a second message (first: the slots below come after it)
-                self.rasa.revert_if_latest(sender, inbound.id)
-            self.rasa.prepare_turn(sender, new_session=new_session, slots=slots)
-            conv.rasa_language = conv.language
-            conv.rasa_session_started = True
-            replies = self.rasa.send(sender, text[: s.nlu_max_chars], {
-                "inbound_id": inbound.id,
-                "channel": channel,
-                "language": conv.language,
-                "locale": metadata.get("locale"),
-                "conversation_id": conv.id,
-                "customer_id": conv.customer_id,
-            })
+            # wait in line for the sender's Rasa server (no database connection is held:
+            # everything above is committed); RasaBusy here means nothing reached Rasa
+            with self.rasa.admitted(sender):
+                if earlier is not None and not new_session:
+                    # a retry is not a second message (first: the slots below come after it)
+                    self.rasa.revert_if_latest(sender, inbound.id)
+                self.rasa.prepare_turn(sender, new_session=new_session, slots=slots)
+                conv.rasa_language = conv.language
+                conv.rasa_session_started = True
+                replies = self.rasa.send(sender, text[: s.nlu_max_chars], {
+                    "inbound_id": inbound.id,
+                    "channel": channel,
+                    "language": conv.language,
+                    "locale": metadata.get("locale"),
+                    "conversation_id": conv.id,
+                    "customer_id": conv.customer_id,
+                })
             if not replies:
                 raise RasaUnavailable("no reply")
         except RasaUnavailable as exc:
-            log.warning("turn failed for conversation %s: %s", conv.id, exc)
+            # too busy or failing: either way the message is kept as ``failed`` and a resend
+            # of it (same message id) is tried again; the customer is told which it was
+            busy = isinstance(exc, RasaBusy)
+            log.warning("turn %s for conversation %s: %s", "refused, Rasa busy" if busy
+                        else "failed", conv.id, exc)
             inbound.status = "failed"
             conv.rasa_language = None  # resend the slot once Rasa is back
-            result = self._reply_system(session, conv, inbound, "unavailable")
+            result = self._reply_system(session, conv, inbound,
+                                        "busy" if busy else "unavailable")
             result.failed = True
             result.inbound = inbound_item
             return result

@@ -14,7 +14,8 @@ Why these settings:
 * ``timeout tunnel`` covers ``/ws`` after the upgrade; the console's event stream
   (``/console/events``) is a plain streamed answer: HAProxy forwards it as it comes (it does
   not buffer responses) and the hub's heartbeat (every 15 s) stays well inside
-  ``timeout server`` (120 s, more when ``RASA_TIMEOUT`` is raised).
+  ``timeout server`` (150 s as shipped: a turn's wait in line, ``RASA_QUEUE_TIMEOUT``, and
+  its Rasa calls, ``RASA_TIMEOUT``, with room to spare; more when they are raised).
 * ``X-Served-By`` names the hub that answered (tests and the load bench count them).
 """
 
@@ -56,17 +57,19 @@ def max_connections() -> int:
     return max(100, min(10000, (soft - 200) // 2))
 
 
-def turn_timeout(rasa_timeout: float) -> int:
-    """Seconds the balancer waits for a hub's answer: a turn may wait for the hub's worker
-    threads and then for Rasa (``RASA_TIMEOUT``), so well beyond twice that."""
-    return max(TURN_TIMEOUT_S, int(3 * rasa_timeout) + 30)
+def turn_timeout(rasa_timeout: float, queue_timeout: float = 90.0) -> int:
+    """Seconds the balancer waits for a hub's answer: a turn may wait in line for its Rasa
+    server (``RASA_QUEUE_TIMEOUT``), then for Rasa (``RASA_TIMEOUT`` per request, a few
+    requests), so well beyond that; the hub answers by then, if only to say it is busy."""
+    return max(TURN_TIMEOUT_S, int(queue_timeout + 3 * rasa_timeout) + 30)
 
 
 def render(bind_host: str, bind_port: int, hubs: list[tuple[str, int]],
-           maxconn: int | None = None, rasa_timeout: float = 10.0) -> str:
+           maxconn: int | None = None, rasa_timeout: float = 10.0,
+           queue_timeout: float = 90.0) -> str:
     """The config text for ``hubs`` = [(name, port on 127.0.0.1), …]."""
     maxconn = maxconn or max_connections()
-    turn = turn_timeout(rasa_timeout)
+    turn = turn_timeout(rasa_timeout, queue_timeout)
     bind = f"[{bind_host}]:{bind_port}" if ":" in bind_host else f"{bind_host}:{bind_port}"
 
     def servers(check: str) -> str:
@@ -121,11 +124,11 @@ backend hubs_any
 
 
 def write_config(path: Path, bind_host: str, bind_port: int, hubs: list[tuple[str, int]],
-                 rasa_timeout: float = 10.0) -> Path:
+                 rasa_timeout: float = 10.0, queue_timeout: float = 90.0) -> Path:
     """Write the config and have HAProxy validate it (a clear error now, not a dead child)."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path.write_text(render(bind_host, bind_port, hubs, rasa_timeout=rasa_timeout),
-                    encoding="utf-8")
+    path.write_text(render(bind_host, bind_port, hubs, rasa_timeout=rasa_timeout,
+                           queue_timeout=queue_timeout), encoding="utf-8")
     check = subprocess.run([binary(), "-c", "-q", "-f", str(path)], capture_output=True,
                            text=True, timeout=30)
     if check.returncode != 0:

@@ -479,8 +479,8 @@ class TelegramChannel:
             metadata["button_title"] = title
         sender = await run_in_threadpool(self._resolve, chat_id)
         await self._chat_action(chat_id)
-        result: TurnResult = await run_in_threadpool(
-            self.turns.handle, sender=sender, text=text, channel="telegram",
+        result: TurnResult = await self.turns.run(
+            sender=sender, text=text, channel="telegram",
             metadata=metadata, client_message_id=f"tg:{update.update_id}")
         await self.send_items(chat_id, result.items())
         hook = self.on_turn  # delivery.after_turn: the consoles, a widget it came from

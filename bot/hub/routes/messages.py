@@ -13,7 +13,6 @@ from typing import Any, Optional
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, validator
-from starlette.concurrency import run_in_threadpool
 
 from bot.hub.rate_limit import customer_keys, too_fast
 
@@ -57,8 +56,7 @@ async def post_message(body: TurnIn, request: Request) -> dict[str, Any] | JSONR
         return too_fast(wait)
     channel = body.metadata.get("channel") if body.metadata.get("channel") in ("web",) else "api"
     try:
-        result = await run_in_threadpool(
-            request.app.state.turns.handle,
+        result = await request.app.state.turns.run(
             sender=body.sender, text=body.text, channel=channel,
             metadata=body.metadata, client_message_id=body.message_id,
         )

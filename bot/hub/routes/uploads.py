@@ -57,8 +57,8 @@ async def upload(request: Request, sender: str) -> dict[str, Any] | JSONResponse
         return JSONResponse({"error": exc.error, "detail": str(exc)}, status_code=exc.status)
     except UploadRejected as exc:
         raise HTTPException(status_code=exc.status, detail=str(exc)) from exc
-    result = await run_in_threadpool(
-        request.app.state.turns.handle, sender=sender, channel=channel,
+    result = await request.app.state.turns.run(
+        sender=sender, channel=channel,
         text=f'/inform{{"photo_id": "{attachment_id}"}}', metadata={"button_title": "📷"})
     # the uploader gets the answer in this response; the rest (consoles) as after any turn
     await request.app.state.delivery.after_turn(sender, "upload", result)

@@ -196,8 +196,8 @@ class _SocketSession:
             if frame.get("title"):
                 metadata["button_title"] = str(frame["title"])[:200]
             try:
-                result = await run_in_threadpool(
-                    turns.handle, sender=self.sender, text=frame["text"], channel="web",
+                result = await turns.run(
+                    sender=self.sender, text=frame["text"], channel="web",
                     metadata=metadata, client_message_id=frame.get("id"))
             except Exception:  # the database itself is down
                 log.exception("widget turn failed")
