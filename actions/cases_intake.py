@@ -136,6 +136,10 @@ def is_verified(tracker: Tracker) -> bool:
 # Intents that leave a question with buttons when the words are no option: the form ends
 # and the submit action says why (case_blocked).
 LEAVING = {"cancel": "cancelled", "request_human": "human", "complain": "complaint"}
+# How sure the NLU must be before an answer to a question is taken as leaving the form. A
+# complaint read into an answer ("honestly, whatever you think is best") would drop the
+# claim for a queue: only a clear one (≥ 0.8) counts.
+LEAVING_CONFIDENCE = {"complain": 0.8}
 
 
 def complaint_that_answers(intent: dict[str, Any], found: choices.Choice,
@@ -144,7 +148,8 @@ def complaint_that_answers(intent: dict[str, Any], found: choices.Choice,
     "no es como la describíais y llegó con un golpe") is the answer, met with a word of
     empathy: handing that customer to a person would drop the claim they are giving. A bare
     complaint ("esto es una vergüenza") still means "get me a person"."""
-    if intent.get("name") != "complain":
+    if intent.get("name") != "complain" or \
+            float(intent.get("confidence") or 0) < LEAVING_CONFIDENCE["complain"]:
         return False
     named = found.found and found.value != choices.fallback_option(options)
     return bool(named or found.ambiguous)
@@ -268,7 +273,8 @@ class IntakeValidation(FormValidationAction):
         found = choices.resolve(text, options, choices.default_embed)
         intent = ((tracker.latest_message or {}).get("intent") or {})
         if found.how not in ("exact", "position", "keyword") and \
-                float(intent.get("confidence") or 0) >= 0.5 and intent.get("name") in LEAVING \
+                intent.get("name") in LEAVING and float(intent.get("confidence") or 0) >= \
+                LEAVING_CONFIDENCE.get(intent["name"], 0.5) \
                 and not complaint_that_answers(intent, found, options):
             # "déjalo", "pásame con alguien", "esto es una vergüenza": not an answer
             return {slot: None, "case_blocked": LEAVING[intent["name"]]}

@@ -21,6 +21,12 @@ Config (all optional)::
       C: 16.0             # inverse regularisation strength of the logistic regression
       diet_weight: 0.0    # share of DIET's ranking in the final confidences (0 = ignore it)
       ranking_length: 10
+      compatible: [[affirm, thank]]  # intents whose near-tie is not an ambiguity
+
+"Compatible" intents: "yes thanks" / "sí, gracias" is affirm *and* thank (about 0.5 each).
+The FallbackClassifier after us would call that ambiguous and ask the customer to rephrase,
+though every flow treats both alike (thanks after an answer = "yes, solved"). When the two
+best intents form such a pair, the second is folded into the first.
 """
 
 from __future__ import annotations
@@ -52,7 +58,8 @@ class EmbeddingIntentClassifier(GraphComponent):
     @staticmethod
     def get_default_config() -> dict[str, Any]:
         return {"e5_featurizer": "e5", "e5_weight": 2.0, "C": 16.0,
-                "diet_weight": 0.0, "ranking_length": 10, "max_iter": 3000}
+                "diet_weight": 0.0, "ranking_length": 10, "max_iter": 3000,
+                "compatible": [["affirm", "thank"]]}
 
     @staticmethod
     def required_packages() -> list[str]:
@@ -154,10 +161,20 @@ class EmbeddingIntentClassifier(GraphComponent):
                          for name, p in probs.items()}
             ranking = sorted(({"name": n, "confidence": float(p)} for n, p in probs.items()),
                              key=lambda r: -r["confidence"])
-            ranking = ranking[: int(self.config["ranking_length"])]
+            ranking = self._fold_compatible(ranking)[: int(self.config["ranking_length"])]
             message.set(INTENT, ranking[0], add_to_output=True)
             message.set(INTENT_RANKING_KEY, ranking, add_to_output=True)
         return messages
+
+    def _fold_compatible(self, ranking: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if len(ranking) < 2:
+            return ranking
+        pair = {ranking[0]["name"], ranking[1]["name"]}
+        if any(pair == set(group) for group in self.config["compatible"] or []):
+            first = {**ranking[0],
+                     "confidence": ranking[0]["confidence"] + ranking[1]["confidence"]}
+            return [first, *ranking[2:]]
+        return ranking
 
     def process_training_data(self, training_data: TrainingData) -> TrainingData:
         return training_data

@@ -145,3 +145,20 @@ def test_messages_it_cannot_read_keep_the_previous_intent(pipeline, tmp_path):
          "coef": np.zeros((3, 7), dtype=np.float32)})
     message = pipeline.parse("hola", classifier=other_width, **{INTENT: diet})
     assert message.get(INTENT) == diet
+
+
+def test_a_near_tie_of_compatible_intents_is_not_ambiguous(pipeline):
+    """"yes thanks": thank and affirm about even; folded, so the fallback does not fire."""
+    classifier = EmbeddingIntentClassifier(
+        {**pipeline.config, "compatible": [["thank", "check_case_status"]]},
+        pipeline.storage, pipeline.resource, pipeline.classifier._weights)
+    ranking = [{"name": "thank", "confidence": 0.5}, {"name": "check_case_status",
+                                                      "confidence": 0.4},
+               {"name": "open_warranty_claim", "confidence": 0.1}]
+    folded = classifier._fold_compatible(ranking)
+    assert [r["name"] for r in folded] == ["thank", "open_warranty_claim"]
+    assert folded[0]["confidence"] == pytest.approx(0.9)
+    # any other pair is left as it is
+    other = [{"name": "open_warranty_claim", "confidence": 0.5},
+             {"name": "thank", "confidence": 0.4}]
+    assert classifier._fold_compatible(other) == other
