@@ -129,17 +129,55 @@ def test_entry_classifier_learns_the_entries_and_the_unanswerable_class(embedder
                  "en": ["what's the weather tomorrow?", "recommend me a film"]}
     kb = FaqSearcher(entries, embedder, negatives=negatives)
     index = kb.indexes["es"]
-    probs = index.classify(embedder.embed_uncached("¿en cuántos días me llega el dinero?"))
+    probs, none = index.classify(embedder.embed_uncached("¿en cuántos días me llega el dinero?"))
     assert probs.shape == (2,) and index.ids[int(probs.argmax())] == "refund-time"
+    assert probs.sum() + none == pytest.approx(1.0, abs=1e-5)
     # the unanswerable class takes the mass of an off-topic question
-    off_topic = index.classify(embedder.embed_uncached("¿quién ganó el partido de ayer?"))
-    assert off_topic.sum() < probs.sum()
+    off_probs, off_none = index.classify(
+        embedder.embed_uncached("¿quién ganó el partido de ayer?"))
+    assert off_none > none and off_probs.sum() < probs.sum()
     # one entry and no known unanswerable question: nothing to tell apart, it is certain
     alone = FaqSearcher(entries[:1], embedder, negatives={})
-    assert alone.indexes["es"].classify(embedder.embed_uncached("reembolso")).tolist() == [1.0]
+    certain, _ = alone.indexes["es"].classify(embedder.embed_uncached("reembolso"))
+    assert certain.tolist() == [1.0]
     assert alone.search("¿cuánto tarda el reembolso?", "es").faq_id == "refund-time"
     # one entry and the unanswerable class: a binary model, still one probability per entry
     binary = EntryClassifier.fit(embedder.embed(["reembolso", "dinero de vuelta"]),
                                  np.array([0, 0]), 1, embedder.embed(["el tiempo mañana"]))
     p = binary.probabilities(embedder.embed_uncached("¿cuándo me devolvéis el dinero?"))
-    assert p.shape == (1,) and 0.5 < p[0] < 1.0
+    assert p.shape == (2,) and 0.5 < p[0] < 1.0 and p.sum() == pytest.approx(1.0)
+
+
+def test_the_unanswerable_probability_rejects_by_its_threshold(searcher):
+    """A question the classifier puts in "the KB does not answer" is refused when the
+    calibrated threshold says so, whatever the entries' scores."""
+    from dataclasses import replace
+
+    query = "¿me recomendáis una lavadora buena y barata para un piso pequeño?"
+    signals = searcher.signals(query, "es")
+    strict = replace(searcher.configs["es"], unanswerable_threshold=0.0)
+    lax = replace(searcher.configs["es"], unanswerable_threshold=1.01)
+    searcher.configs["es"], saved = strict, searcher.configs["es"]
+    try:
+        assert searcher.search(query, "es").decision == "none"
+        searcher.configs["es"] = lax
+        lax_decision = searcher.search(query, "es").decision
+    finally:
+        searcher.configs["es"] = saved
+    assert 0.0 <= signals.unanswerable <= 1.0
+    assert lax_decision in ("answer", "suggest", "none")
+
+
+def test_known_unanswerable_questions_do_not_shadow_an_entrys_own_wording(embedder):
+    """A prototype nearly identical to an entry's example question would make the search
+    refuse that very question; keep them apart (below e5 cosine 0.95)."""
+    entries = load_directory(ROOT / "knowledge_base")
+    negatives = load_unanswerable(ROOT / "knowledge_base")
+    texts = [t for e in entries for lang in ("es", "en")
+             for t in [e["content"][lang]["title"], *e["content"][lang].get("questions", [])]]
+    known = embedder.embed(texts)
+    for lang in ("es", "en"):
+        sims = embedder.embed(negatives[lang]) @ known.T
+        too_close = [(negatives[lang][i], texts[int(sims[i].argmax())])
+                     for i in np.flatnonzero(sims.max(axis=1) >= 0.95)]
+        assert not too_close, too_close

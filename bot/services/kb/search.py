@@ -35,6 +35,8 @@ class SearchConfig:
     negative_margin: float = 0.0
     # Share of the entry classifier's probability in the score (0 = not used).
     classifier_weight: float = 0.0
+    # Reject when the classifier gives the known-unanswerable class at least this (> 1: off).
+    unanswerable_threshold: float = 1.01
 
     @classmethod
     def load(cls, lang: str = "es", path: Path = CALIBRATION_FILE) -> SearchConfig:
@@ -101,6 +103,7 @@ class Signals:
     lexical: np.ndarray  # BM25
     classified: np.ndarray  # the entry classifier's probability
     negative: float  # best cosine to a question we know the KB does not answer
+    unanswerable: float = 0.0  # the classifier's probability of "the KB does not answer"
 
 
 class EntryClassifier:
@@ -146,10 +149,10 @@ class EntryClassifier:
         return cls(coef, intercept, n_entries)
 
     def probabilities(self, qvec: np.ndarray) -> np.ndarray:
-        """P(entry) for each entry (the unanswerable class's share is left out)."""
+        """P(entry) for each entry, then P(the KB does not answer) as the last element."""
         scores = self.coef @ qvec + self.intercept
         scores = np.exp(scores - scores.max())
-        return (scores / scores.sum())[: self.n_entries]
+        return scores / scores.sum()
 
 
 class LanguageIndex:
@@ -206,10 +209,13 @@ class LanguageIndex:
             return -1.0
         return float(np.max(self._negatives @ qvec))
 
-    def classify(self, qvec: np.ndarray) -> np.ndarray:
-        """The classifier's probability of each entry (zeros without a classifier)."""
-        return self._classifier.probabilities(qvec) if self._classifier \
-            else np.zeros(len(self.ids))
+    def classify(self, qvec: np.ndarray) -> tuple[np.ndarray, float]:
+        """The classifier's probability of each entry and of "not answered here" (zeros
+        without a classifier)."""
+        if not self._classifier:
+            return np.zeros(len(self.ids)), 0.0
+        probs = self._classifier.probabilities(qvec)
+        return probs[:-1], float(probs[-1])
 
     def scores(self, qvec: np.ndarray, query: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         n = len(self.ids)
@@ -239,12 +245,13 @@ def fuse(config: SearchConfig, semantic: np.ndarray, answer: np.ndarray,
 
 
 def decide(config: SearchConfig, total: np.ndarray, semantic: np.ndarray,
-           negative: float) -> tuple[str, np.ndarray]:
+           negative: float, unanswerable: float = 0.0) -> tuple[str, np.ndarray]:
     """answer | suggest | none, and the entries ranked best first."""
     order = np.argsort(-total)
     top = total[order[0]]
     margin = top - total[order[1]] if len(order) > 1 else 1.0
-    if negative - semantic[order[0]] >= config.negative_margin:
+    if negative - semantic[order[0]] >= config.negative_margin or \
+            unanswerable >= config.unanswerable_threshold:
         return "none", order
     if top >= config.answer_threshold and margin >= config.answer_margin:
         return "answer", order
@@ -275,7 +282,7 @@ class FaqSearcher:
         index = self.indexes[lang]
         qvec = self.embedder.embed_uncached(query)
         semantic, answer, lexical = index.scores(qvec, query)
-        classified = index.classify(qvec)
+        classified, unanswerable = index.classify(qvec)
         negative = index.negative_similarity(qvec)
         normal = regional.normalise(query, lang)
         if normal != fold(query):
@@ -283,9 +290,11 @@ class FaqSearcher:
             sem2, ans2, lex2 = index.scores(qvec2, normal)
             semantic, answer = np.maximum(semantic, sem2), np.maximum(answer, ans2)
             lexical = np.maximum(lexical, lex2)
-            classified = np.maximum(classified, index.classify(qvec2))
+            classified2, unanswerable2 = index.classify(qvec2)
+            classified = np.maximum(classified, classified2)
+            unanswerable = min(unanswerable, unanswerable2)  # the KB's words may answer it
             negative = max(negative, index.negative_similarity(qvec2))
-        return Signals(semantic, answer, lexical, classified, negative)
+        return Signals(semantic, answer, lexical, classified, negative, unanswerable)
 
     def search(self, query: str, lang: str, k: int = 3) -> SearchResult:
         query = " ".join((query or "").split())[:MAX_QUERY_CHARS]
@@ -297,7 +306,7 @@ class FaqSearcher:
         semantic = sig.semantic
         config = self.configs[lang]
         total, lex_n = fuse(config, semantic, sig.answer, sig.lexical, sig.classified)
-        decision, order = decide(config, total, semantic, sig.negative)
+        decision, order = decide(config, total, semantic, sig.negative, sig.unanswerable)
         cands = [Candidate(index.ids[i], float(total[i]), index.titles[i], float(semantic[i]),
                            float(lex_n[i])) for i in order[:k]]
         return SearchResult(query, lang, decision, cands)
