@@ -155,31 +155,30 @@ def _recorded(db: str, sender: str) -> list[LearningItem]:
         return rows
 
 
+def _first_recorded(db: str, chat: Chat, texts: list[str]) -> str | None:
+    """Say each text in turn; the first one that lands in the learning inbox."""
+    for text in texts:
+        before = len(_recorded(db, chat.sender))
+        chat.say(text)
+        if len(_recorded(db, chat.sender)) > before:
+            return text
+    return None
+
+
 def test_an_admin_turns_a_missed_question_into_an_answer(stack, browser):  # noqa: F811
     db = stack.settings.database_url
     tag = uuid.uuid4().hex[:6]
     faq_id, answer = f"learning-{tag}", f"Sí: el almacén guarda pedidos ({tag})."
     with session_scope(db) as s:
         make_entry(s, faq_id, answer)
+    # the first candidate the bot really cannot answer today
     chat = Chat(stack.hub_url, locale="es-ES")
-    asked = None
-    for text in CANDIDATES:  # the first one the bot really cannot answer today
-        before = len(_recorded(db, chat.sender))
-        chat.say(text)
-        if len(_recorded(db, chat.sender)) > before:
-            asked = text
-            break
+    asked = _first_recorded(db, chat, CANDIDATES)
     assert asked, "the bot answered every candidate: pick new ones for this test"
     # markup a customer typed, inside a question the bot cannot answer: it waits in the
     # inbox, shown as text (a bare tag alone may be read as "data given without a question")
-    xss = Chat(stack.hub_url, locale="es-ES")
-    xss_text = None
-    for text in (f"¿vendéis fundas para esto? {XSS}", f"{XSS} ¿hacéis grabados láser?", XSS):
-        before = len(_recorded(db, xss.sender))
-        xss.say(text)
-        if len(_recorded(db, xss.sender)) > before:
-            xss_text = text
-            break
+    xss_text = _first_recorded(db, Chat(stack.hub_url, locale="es-ES"), [
+        f"¿vendéis fundas para esto? {XSS}", f"{XSS} ¿hacéis grabados láser?", XSS])
     assert xss_text, "no markup-bearing question was recorded as unanswered"
     admin = Agent(browser, stack, "learning-admin", role="admin")
     agent = ConsoleClient(stack.hub_url)
