@@ -19,12 +19,14 @@ run-scale: bootstrap
 
 test: bootstrap
 	@scripts/ensure_chromium.sh
+	@scripts/ensure_haproxy.sh || echo "HAProxy unavailable: the scale-profile tests will say so" >&2
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: the suite did not load" >&2; fi; \
 	  exit $$rc
 
 security: bootstrap
 	@scripts/ensure_chromium.sh
+	@scripts/ensure_haproxy.sh || echo "HAProxy unavailable: the scale-profile tests will say so" >&2
 	@$(PY) -m pytest -m security --security-report -q $(PYTEST_ARGS)
 
 train: bootstrap

@@ -34,6 +34,7 @@ from sqlalchemy import create_engine, text
 
 from bench.load_stacks import drop_database, forget_redis_prefix
 from bot.core.config import ROOT
+from bot.scale import haproxy
 from bot.training import model_path
 from tests.conftest import PG_ADMIN_URL, free_port, postgres_reachable
 from tests.test_run_command import _alive
@@ -162,6 +163,8 @@ def test_banner_names_every_process(scale):
 
 
 def test_health_through_the_balancer_and_both_hubs_answer(scale):
+    # the launcher said "ready" only once the balancer itself counted both hubs UP
+    assert haproxy.servers_not_up(haproxy.stats_socket_of(scale.run_dir / "haproxy.cfg")) == []
     served = set()
     with httpx.Client(timeout=30) as client:
         for _ in range(8):
@@ -311,3 +314,25 @@ def _parent(pid: int) -> int | None:
     except OSError:
         return None
     return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def test_balancer_stats_name_what_is_not_up(tmp_path):
+    """A missing socket, or a hub the balancer counts DOWN, is named (never "all up")."""
+    assert haproxy.servers_not_up(tmp_path / "nothing.sock") != []
+    sock_path = tmp_path / "stats.sock"
+    stat = ("# pxname,svname,qcur,status,\npublic,FRONTEND,,OPEN,\nhubs,hub-1,0,UP,\n"
+            "hubs,hub-2,0,DOWN,\nhubs,BACKEND,0,UP,\n")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(str(sock_path))
+        server.listen(1)
+
+        def answer() -> None:
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(100)
+                conn.sendall(stat.encode())
+
+        thread = threading.Thread(target=answer)
+        thread.start()
+        assert haproxy.servers_not_up(sock_path) == ["hub-2"]
+        thread.join(5)

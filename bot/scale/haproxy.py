@@ -17,6 +17,10 @@ Why these settings:
   ``timeout server`` (150 s as shipped: a turn's wait in line, ``RASA_QUEUE_TIMEOUT``, and
   its Rasa calls, ``RASA_TIMEOUT``, with room to spare; more when they are raised).
 * ``X-Served-By`` names the hub that answered (tests and the load bench count them).
+* A stats socket next to the config (owner only, read-only level): the launcher declares the
+  stack ready only when the balancer itself counts every hub as UP. A hub that booted after
+  the balancer needs two passing checks (``rise 2``) before it gets traffic; without this
+  wait the first seconds all went to the other hub.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import os
 import resource
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
@@ -66,7 +71,7 @@ def turn_timeout(rasa_timeout: float, queue_timeout: float = 90.0) -> int:
 
 def render(bind_host: str, bind_port: int, hubs: list[tuple[str, int]],
            maxconn: int | None = None, rasa_timeout: float = 10.0,
-           queue_timeout: float = 90.0) -> str:
+           queue_timeout: float = 90.0, stats_socket: Path | None = None) -> str:
     """The config text for ``hubs`` = [(name, port on 127.0.0.1), …]."""
     maxconn = maxconn or max_connections()
     turn = turn_timeout(rasa_timeout, queue_timeout)
@@ -84,6 +89,7 @@ global
     # Rasa and the hubs
     nbthread 1
     hard-stop-after 10s
+{f"    stats socket {stats_socket} mode 600 level user" if stats_socket else ""}
 
 defaults
     mode http
@@ -128,13 +134,43 @@ def write_config(path: Path, bind_host: str, bind_port: int, hubs: list[tuple[st
     """Write the config and have HAProxy validate it (a clear error now, not a dead child)."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     path.write_text(render(bind_host, bind_port, hubs, rasa_timeout=rasa_timeout,
-                           queue_timeout=queue_timeout), encoding="utf-8")
+                           queue_timeout=queue_timeout, stats_socket=stats_socket_of(path)),
+                    encoding="utf-8")
     check = subprocess.run([binary(), "-c", "-q", "-f", str(path)], capture_output=True,
                            text=True, timeout=30)
     if check.returncode != 0:
         raise RuntimeError(f"HAProxy refuses the generated {path}:\n"
                            f"{(check.stderr or check.stdout).strip()}")
     return path
+
+
+def stats_socket_of(config: Path) -> Path:
+    """The balancer's stats socket, next to its config (in the owner-only run directory)."""
+    return config.with_name("haproxy.sock")
+
+
+def servers_not_up(sock: Path, backend: str = "hubs", timeout: float = 2.0) -> list[str]:
+    """Names of ``backend``'s servers the balancer does not count as UP (all of them when
+    the socket does not answer yet), read from ``show stat`` on the stats socket."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(timeout)
+            conn.connect(str(sock))
+            conn.sendall(b"show stat\n")
+            chunks = []
+            while chunk := conn.recv(65536):
+                chunks.append(chunk)
+    except OSError:
+        return ["(balancer stats socket not answering)"]
+    lines = b"".join(chunks).decode("utf-8", "replace").splitlines()
+    if not lines or not lines[0].startswith("# "):
+        return ["(balancer stats unreadable)"]
+    header = lines[0][2:].split(",")
+    name, server, status = (header.index(k) for k in ("pxname", "svname", "status"))
+    rows = [line.split(",") for line in lines[1:] if line]
+    servers = [r for r in rows if r[name] == backend and r[server] not in ("FRONTEND", "BACKEND")]
+    return [r[server] for r in servers if not r[status].startswith("UP")] or (
+        [] if servers else [f"(no servers in backend {backend})"])
 
 
 def command(path: Path) -> list[str]:

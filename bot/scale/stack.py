@@ -135,6 +135,10 @@ class ScaleStack(Stack):
                 return f"{name}: {exc or type(exc).__name__}"
             if resp.status_code != 200:
                 return f"{name}: {resp.status_code} {resp.text[:200]}"
+        # every hub answers; the balancer must also have seen it pass its own checks
+        waiting = haproxy.servers_not_up(haproxy.stats_socket_of(lay.run_dir / "haproxy.cfg"))
+        if waiting:
+            return f"balancer: not yet sending traffic to {', '.join(waiting)}"
         return None
 
     def wait_healthy(self, timeout: float = 300.0) -> None:
