@@ -114,7 +114,8 @@ class Settings:
     log_level: str = "INFO"
     log_dir: str = ""  # where `python -m bot run` writes the processes' logs (var/log)
     # Rasa's token goes in a header (understood by `python -m bot.rasa_entry`); set this only
-    # for a Rasa you start yourself with plain `rasa run --auth-token`
+    # for a Rasa you start yourself with plain `rasa run --auth-token` (it also means a Rasa
+    # that cannot take a turn's tracker events with the message: bot/hub/rasa_client.py)
     rasa_token_in_query: bool = False
 
     @classmethod

@@ -21,6 +21,8 @@ from urllib.parse import quote
 
 import httpx
 
+from bot.rasa_entry import HUB_EVENTS_KEY
+
 TOKEN_HEADER = "X-Rasa-Token"
 
 
@@ -119,6 +121,21 @@ def _failure(exc: Exception) -> RasaUnavailable:
     return RasaUnavailable(str(exc))
 
 
+def turn_events(new_session: bool, slots: dict[str, Any]) -> list[dict[str, Any]]:
+    """What prepares a turn on the tracker: a fresh Rasa session (a new conversation) and/or
+    slots. Starting the session ourselves, together with the slots, means Rasa does not run
+    its own session start afterwards and wipe them."""
+    events: list[dict[str, Any]] = []
+    if new_session:
+        events += [
+            {"event": "action", "name": "action_session_start"},
+            {"event": "session_started"},
+            {"event": "action", "name": "action_listen"},
+        ]
+    events += [{"event": "slot", "name": k, "value": v} for k, v in slots.items()]
+    return events
+
+
 class RasaClient:
     def __init__(self, base_url: str, token: str, timeout: float, *,
                  token_in_query: bool = False, gate: AdmissionGate | None = None) -> None:
@@ -126,6 +143,10 @@ class RasaClient:
         # no gate given: nothing is held back (tools and tests that call Rasa directly)
         self.gate = gate or AdmissionGate(0, 0.0)
         self._query = {"token": token} if token_in_query else {}
+        # A Rasa started through bot.rasa_entry applies a turn's preparation sent inside the
+        # message (one request per turn). The token in the query is for a Rasa started
+        # without it, which would ignore them: there they go first, in a request of their own.
+        self.events_in_message = not token_in_query
         self._http = httpx.Client(
             timeout=httpx.Timeout(timeout, connect=2.0),
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
@@ -138,9 +159,21 @@ class RasaClient:
     def _tracker_url(self, sender: str, suffix: str) -> str:
         return f"{self.base_url}/conversations/{quote(sender, safe='')}/{suffix}"
 
-    def send(self, sender: str, text: str, metadata: dict[str, Any]) -> list[dict[str, Any]]:
+    def send(self, sender: str, text: str, metadata: dict[str, Any], *,
+             new_session: bool = False,
+             slots: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """One turn: the message, after a fresh session and/or slots when asked (see
+        ``turn_events``), all applied by Rasa under the conversation's lock before NLU.
+        On failure the caller cannot know whether the preparation was applied: it sends it
+        again with its next try (starting a session again discards the failed try)."""
+        events = turn_events(new_session, slots or {})
         try:
             with self.gate.slot():
+                if events and not self.events_in_message:
+                    self.append_events(sender, events)
+                    events = []
+                if events:
+                    metadata = {**metadata, HUB_EVENTS_KEY: events}
                 resp = self._http.post(
                     f"{self.base_url}/webhooks/rest/webhook",
                     json={"sender": sender, "message": text, "metadata": metadata},
@@ -196,19 +229,9 @@ class RasaClient:
             raise _failure(exc) from exc
 
     def prepare_turn(self, sender: str, *, new_session: bool, slots: dict[str, Any]) -> None:
-        """Start a fresh Rasa session (new conversation) and/or set slots, in one request.
-
-        Starting the session ourselves, in the same request as the slots, means Rasa does
-        not run its own session start afterwards and wipe them.
-        """
-        events: list[dict[str, Any]] = []
-        if new_session:
-            events += [
-                {"event": "action", "name": "action_session_start"},
-                {"event": "session_started"},
-                {"event": "action", "name": "action_listen"},
-            ]
-        events += [{"event": "slot", "name": k, "value": v} for k, v in slots.items()]
+        """Start a fresh Rasa session (new conversation) and/or set slots, in one request of
+        their own (``send`` can carry them with the message instead)."""
+        events = turn_events(new_session, slots)
         if events:
             self.append_events(sender, events)
 
@@ -310,8 +333,11 @@ class RasaPool:
         """Each server's gate: in flight, waiting, limit, refused (for ``/healthz``)."""
         return {c.base_url: c.gate.stats() for c in self.clients}
 
-    def send(self, sender: str, text: str, metadata: dict[str, Any]) -> list[dict[str, Any]]:
-        return self._call(sender, "send", sender, text, metadata)
+    def send(self, sender: str, text: str, metadata: dict[str, Any], *,
+             new_session: bool = False,
+             slots: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        return self._call(sender, "send", sender, text, metadata, new_session=new_session,
+                          slots=slots)
 
     def revert_if_latest(self, sender: str, inbound_id: int) -> bool:
         return self._call(sender, "revert_if_latest", sender, inbound_id)

@@ -202,9 +202,9 @@ class TurnService:
                 if earlier is not None and not new_session:
                     # a retry is not a second message (first: the slots below come after it)
                     self.rasa.revert_if_latest(sender, inbound.id)
-                self.rasa.prepare_turn(sender, new_session=new_session, slots=slots)
                 conv.rasa_language = conv.language
                 conv.rasa_session_started = True
+                # the session start and slots travel with the message: one request to Rasa
                 replies = self.rasa.send(sender, text[: s.nlu_max_chars], {
                     "inbound_id": inbound.id,
                     "channel": channel,
@@ -212,7 +212,7 @@ class TurnService:
                     "locale": metadata.get("locale"),
                     "conversation_id": conv.id,
                     "customer_id": conv.customer_id,
-                })
+                }, new_session=new_session, slots=slots)
             if not replies:
                 raise RasaUnavailable("no reply")
         except RasaUnavailable as exc:
@@ -223,6 +223,8 @@ class TurnService:
                         else "failed", conv.id, exc)
             inbound.status = "failed"
             conv.rasa_language = None  # resend the slot once Rasa is back
+            if new_session:  # it may not have reached Rasa: start it with the next try
+                conv.rasa_session_started = False
             result = self._reply_system(session, conv, inbound,
                                         "busy" if busy else "unavailable")
             result.failed = True
