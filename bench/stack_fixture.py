@@ -83,6 +83,29 @@ def _proc_status_kb(pgid: int, field_name: str) -> int:
     return total
 
 
+def cpu_seconds(pgid: int) -> float:
+    """User + system CPU time of a process group's live processes, in seconds."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if os.getpgid(int(proc.name)) != pgid:
+                continue
+            # fields after the ")" closing the command name: utime and stime are 12 and 13
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, ProcessLookupError, IndexError, ValueError):
+            continue
+    return total / ticks
+
+
+def cpu_report(stack: Stack) -> dict[str, float]:
+    """{"rasa": seconds, "actions": …, "hub": …}: CPU used so far by each process group."""
+    return {name: cpu_seconds(p.pid) for name, p in stack.procs.items()}
+
+
 def rss_mb(pid: int) -> float:
     """Resident memory of a process and its children (its process group), in MB."""
     return round(_proc_status_kb(pid, "VmRSS") / 1024, 1)

@@ -4,7 +4,8 @@
 same customer messages (a) through the hub's `POST /api/messages` and (b) straight to Rasa's
 REST webhook, serially and with 20 concurrent customers. Writes
 bench/results/turns-<timestamp>.json and prints the hub/Rasa ratios (p50 and p95 latency,
-throughput) and the memory of each process.
+throughput), the CPU time each process spent per turn on each path (on 2 cores, concurrent
+throughput is bounded by the total), and the memory of each process.
 
 The message mix is hand-off-free (a conversation handed to a person gets no bot reply, which
 would measure nothing) and includes FAQ questions (knowledge-base search on the action
@@ -28,7 +29,7 @@ import uuid
 
 import httpx
 
-from bench.stack_fixture import bench_stack, memory_report, result_path
+from bench.stack_fixture import bench_stack, cpu_report, memory_report, result_path
 from bot.core.config import ROOT
 
 MESSAGES = [
@@ -149,12 +150,17 @@ def main() -> None:
             _hub_turn(warm, bs.hub_url, "bench-warmup-hub-0001", text)
             _rasa_turn(warm, bs.rasa_url, "bench-warmup-rasa-001", text)
         memory_warm = memory_report(bs.stack)
-        results = {
-            "serial": {"hub": _serial(_hub_turn, bs.hub_url),
-                       "rasa": _serial(_rasa_turn, bs.rasa_url)},
-            f"concurrent_{CONCURRENCY}": {"hub": _concurrent(_hub_turn, bs.hub_url),
-                                          "rasa": _concurrent(_rasa_turn, bs.rasa_url)},
-        }
+        results: dict[str, dict[str, dict]] = {}
+        cpu: dict[str, dict[str, dict[str, float]]] = {}
+        for mode, run in (("serial", _serial), (f"concurrent_{CONCURRENCY}", _concurrent)):
+            for who, fn, url in (("hub", _hub_turn, bs.hub_url),
+                                 ("rasa", _rasa_turn, bs.rasa_url)):
+                before = cpu_report(bs.stack)
+                results.setdefault(mode, {})[who] = stats = run(fn, url)
+                after = cpu_report(bs.stack)
+                cpu.setdefault(mode, {})[who] = {
+                    name: round(1000 * (after[name] - before.get(name, 0.0))
+                                / max(1, stats["turns"]), 1) for name in after}
         memory = memory_report(bs.stack)
     for name, m in memory.items():
         m["rss_after_warmup_mb"] = memory_warm.get(name, {}).get("rss_mb")
@@ -171,7 +177,7 @@ def main() -> None:
               "messages": MESSAGES,
               "sizes": {"serial_turns": SERIAL_TURNS, "concurrency": CONCURRENCY,
                         "turns_per_customer": TURNS_PER_CUSTOMER},
-              "results": results, "ratios": ratios, "memory": memory,
+              "results": results, "ratios": ratios, "cpu_ms_per_turn": cpu, "memory": memory,
               "rss_mb": {name: m["rss_mb"] for name, m in memory.items()}}
     out = result_path("turns")
     out.write_text(json.dumps(report, indent=2, ensure_ascii=False))
@@ -187,6 +193,11 @@ def main() -> None:
         print(f"  ratio hub/rasa: p50 latency x{rt['p50_latency_hub_over_rasa']}, "
               f"p95 latency x{rt['p95_latency_hub_over_rasa']}, "
               f"throughput x{rt['throughput_hub_over_rasa']}")
+        for who in ("hub", "rasa"):
+            used = cpu[mode][who]
+            print(f"  CPU ms per turn, {who} path: " + ", ".join(
+                f"{name} {ms:.1f}" for name, ms in used.items())
+                  + f" (total {sum(used.values()):.1f})")
     print("memory (MB):")
     for name, m in memory.items():
         print(f"  {name:8} RSS {m['rss_mb']:7.1f} (after warm-up {m['rss_after_warmup_mb']}, "

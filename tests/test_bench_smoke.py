@@ -54,10 +54,16 @@ def test_turn_latency_bench_smoke():
             assert stats["turns"] == (3 if mode == "serial" else 4)
         assert {"p50_latency_hub_over_rasa", "p95_latency_hub_over_rasa",
                 "throughput_hub_over_rasa"} <= set(report["ratios"][mode])
+        # CPU per turn of each process on each path (clock ticks: 10 ms granularity)
+        cpu = report["cpu_ms_per_turn"][mode]
+        assert set(cpu["hub"]) == set(cpu["rasa"]) == {"rasa", "actions", "hub"}, cpu
+        assert cpu["hub"]["rasa"] > 0 and cpu["rasa"]["rasa"] > 0, cpu
+        assert cpu["hub"]["hub"] > 0, cpu  # the hub path makes the hub work
     assert set(report["memory"]) == {"rasa", "actions", "hub"}
     for name, mem in report["memory"].items():
         assert mem["rss_mb"] > 0, name
     assert "p95 latency" in proc.stdout and "RSS" in proc.stdout
+    assert "CPU ms per turn, hub path" in proc.stdout
 
 
 def test_dialogues_bench_smoke():
