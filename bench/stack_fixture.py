@@ -67,38 +67,41 @@ def bench_stack(extra_env: dict[str, str] | None = None, *, keep: bool = False,
             shutil.rmtree(work, ignore_errors=True)
 
 
-def _proc_status_kb(pgid: int, field_name: str) -> int:
-    total = 0
+def _group_procs(pgid: int) -> Iterator[Path]:
+    """The /proc directories of a process group's live processes."""
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
-            if os.getpgid(int(proc.name)) != pgid:
-                continue
+            if os.getpgid(int(proc.name)) == pgid:
+                yield proc
+        except (OSError, ProcessLookupError):
+            continue
+
+
+def _proc_status_kb(pgid: int, field_name: str) -> int:
+    total = 0
+    for proc in _group_procs(pgid):
+        try:
             for line in (proc / "status").read_text().splitlines():
                 if line.startswith(field_name + ":"):
                     total += int(line.split()[1])
-        except (OSError, ProcessLookupError):
+        except OSError:
             continue
     return total
 
 
 def cpu_seconds(pgid: int) -> float:
     """User + system CPU time of a process group's live processes, in seconds."""
-    ticks = os.sysconf("SC_CLK_TCK")
     total = 0
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
+    for proc in _group_procs(pgid):
         try:
-            if os.getpgid(int(proc.name)) != pgid:
-                continue
             # fields after the ")" closing the command name: utime and stime are 12 and 13
             fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
             total += int(fields[11]) + int(fields[12])
-        except (OSError, ProcessLookupError, IndexError, ValueError):
+        except (OSError, IndexError, ValueError):
             continue
-    return total / ticks
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_report(stack: Stack) -> dict[str, float]:
