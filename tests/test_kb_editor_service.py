@@ -73,9 +73,10 @@ def test_a_new_entry_is_invisible_until_published_then_answered_at_once(db_url, 
     embedder.embed_uncached("¿cuánto tarda el reembolso?")
     started = time.process_time()
     kb.current()
-    # ~0.1-0.3 s on an idle machine; the budget leaves room for e5 embedding the new
-    # entry's texts while the rest of the suite loads both cores (seen up to 1.4 s there)
-    assert time.process_time() - started < 3.0
+    # the rebuild now also refits the entry classifier (~0.5 s per language, one thread) on
+    # top of e5 embedding the new entry's texts; 3.1 s was seen once in a loaded clean-clone
+    # run, so the budget is 5 s: it catches a rebuild gone quadratic, not machine noise
+    assert time.process_time() - started < 5.0
     assert kb.search(PET_QUESTION, "es").faq_id == "pet-delivery" and kb.version > version
     assert audit_actions(db_url, "pet-delivery") == ["kb.publish"]
 
