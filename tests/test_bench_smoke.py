@@ -62,6 +62,13 @@ def test_turn_latency_bench_smoke():
     assert set(report["memory"]) == {"rasa", "actions", "hub"}
     for name, mem in report["memory"].items():
         assert mem["rss_mb"] > 0, name
+    # the reference does the hub path's Rasa work: the same conversation, turn by turn
+    # (the survey after "muchas gracias", English buttons for English messages)
+    same = report["paths_alike"]
+    assert same["turns"] == 10 and same["alike"] == 10, same["warmup"]
+    survey = [x["rasa"] for x in same["warmup"] if x["text"] == "muchas gracias"][0]
+    assert any("=" in buttons for buttons in survey), same["warmup"]
+    assert "both paths hold the same conversation: 10/10" in proc.stdout
     assert "p95 latency" in proc.stdout and "RSS" in proc.stdout
     assert "CPU ms per turn, hub path" in proc.stdout
 
