@@ -14,10 +14,11 @@ projected to 4 and 8 cores (bench/load_report.py), and the output says what limi
 
 Sizes via env: BENCH_LOAD_CUSTOMERS (200), BENCH_LOAD_SECONDS (180), BENCH_LOAD_WS_SHARE
 (0.5), BENCH_LOAD_PROFILES ("default,scale"), BENCH_LOAD_RASA_REPLICAS (2),
-BENCH_LOAD_HUB_REPLICAS (2), BENCH_LOAD_RASA_TIMEOUT (the hub's RASA_TIMEOUT; default as
-shipped), BENCH_LOAD_SEED, BENCH_LOAD_KEEP_LOGS (1: copy the processes' logs to
-bench/results/). The hubs' admission control (RASA_MAX_IN_FLIGHT, RASA_QUEUE_TIMEOUT) is as
-shipped unless set in the environment, which the stacks started here inherit. Writes
+BENCH_LOAD_HUB_REPLICAS (2), BENCH_LOAD_ACTION_REPLICAS (2), BENCH_LOAD_RASA_TIMEOUT (the
+hub's RASA_TIMEOUT; default as shipped), BENCH_LOAD_SEED, BENCH_LOAD_KEEP_LOGS (1: copy the
+processes' logs to bench/results/). The hubs' admission control (RASA_MAX_IN_FLIGHT,
+RASA_QUEUE_TIMEOUT) is as shipped unless set in the environment, which the stacks started
+here inherit. Writes
 bench/results/load-<timestamp>.json; exits 1 when any message was lost, duplicated, reordered
 or failed.
 """
@@ -55,6 +56,7 @@ PROFILES = [p.strip() for p in os.environ.get("BENCH_LOAD_PROFILES", "default,sc
             if p.strip()]
 RASA_REPLICAS = int(os.environ.get("BENCH_LOAD_RASA_REPLICAS", "2"))
 HUB_REPLICAS = int(os.environ.get("BENCH_LOAD_HUB_REPLICAS", "2"))
+ACTION_REPLICAS = int(os.environ.get("BENCH_LOAD_ACTION_REPLICAS", "2"))
 SEED = int(os.environ.get("BENCH_LOAD_SEED", "1"))
 EXTERNAL = os.environ.get("BENCH_LOAD_URL", "")
 
@@ -63,7 +65,7 @@ def _target(profile: str) -> AbstractContextManager[Target]:
     if profile == "default":
         return default_target()
     if profile == "scale":
-        return scale_target(RASA_REPLICAS, HUB_REPLICAS)
+        return scale_target(RASA_REPLICAS, HUB_REPLICAS, ACTION_REPLICAS)
     raise SystemExit(f"BENCH_LOAD_PROFILES: unknown profile {profile!r} (default, scale)")
 
 
@@ -82,7 +84,7 @@ def measure(target: Target) -> dict:
     replicas = {"rasa": 1, "hub": 1, "actions": 1}
     if stack is not None and getattr(stack, "layout", None) is not None:
         replicas = {"rasa": len(stack.layout.rasa_ports), "hub": len(stack.layout.hub_ports),
-                    "actions": 1}
+                    "actions": len(stack.layout.action_ports)}
     cases = case_refs(target.database_url)
     print(f"[{target.profile}] warming up…", flush=True)
     _warm_up(target.url)

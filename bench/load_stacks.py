@@ -95,7 +95,8 @@ def forget_redis_prefix(url: str, prefix: str) -> None:
 
 
 @contextmanager
-def scale_target(rasa_replicas: int, hub_replicas: int) -> Iterator[Target]:
+def scale_target(rasa_replicas: int, hub_replicas: int,
+                 action_replicas: int = 2) -> Iterator[Target]:
     tag = uuid.uuid4().hex[:10]
     database_url = PG_SERVER.rsplit("/", 1)[0] + f"/postventa_bench_{tag}"
     redis_url = os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL)
@@ -107,6 +108,7 @@ def scale_target(rasa_replicas: int, hub_replicas: int) -> Iterator[Target]:
         database_url=database_url, tracker_url=database_url, redis_url=redis_url,
         redis_key_prefix=prefix, rasa_ports=tuple(free_port() for _ in range(rasa_replicas)),
         hub_ports=tuple(free_port() for _ in range(hub_replicas)), action_port=free_port(),
+        action_ports=tuple(free_port() for _ in range(action_replicas)),
         balancer_host="127.0.0.1", balancer_port=settings.hub_port, run_dir=work / "scale")
     stack = None
     try:

@@ -184,7 +184,7 @@ class Stack:
             "PYTHONPATH": str(ROOT),
         })
         env.update(self.extra_env)
-        if name == "actions":
+        if name and name.split("-")[0] == "actions":  # also the scale profile's actions-k
             env.pop("RASA_TOKEN", None)
             env.pop("ADMIN_PASSWORD", None)
             env.pop("NEW_USER_PASSWORD", None)
@@ -242,13 +242,16 @@ class Stack:
     def check_ports(self, names: list[str] | None = None) -> None:
         """Raise ``PortInUse`` naming the port and its holder when one is taken."""
         for name, (host, port) in self.ports().items():
-            if names is not None and name not in names:
-                continue
-            if port_in_use(host, port):
-                owner = port_owner(port) or "a process this user cannot see"
-                raise PortInUse(
-                    f"port {port} ({name}) is already in use by {owner}; stop that process "
-                    f"or choose another port with {self.port_setting(name)}")
+            if names is None or name in names:
+                self.check_port(name, host, port, self.port_setting(name))
+
+    @staticmethod
+    def check_port(name: str, host: str, port: int, setting: str) -> None:
+        if port_in_use(host, port):
+            owner = port_owner(port) or "a process this user cannot see"
+            raise PortInUse(
+                f"port {port} ({name}) is already in use by {owner}; stop that process "
+                f"or choose another port with {setting}")
 
     def start(self, only: str | None = None) -> None:
         """Start all three processes (or one of them again, e.g. after a fault test)."""

@@ -76,6 +76,7 @@ class ScaleRun:
     prefix: str
     run_dir: Path
     ports: list[int]
+    action_ports: list[int]
     lines: list[str] = field(default_factory=list)
 
     @property
@@ -107,13 +108,14 @@ def scale(tmp_path_factory) -> Iterator[ScaleRun]:
     database_url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/postventa_scale_test_{tag}"
     prefix = f"pvscaletest{tag}:"
     hub_port, hubs, rasas = free_port(), [free_port(), free_port()], [free_port(), free_port()]
-    action_port = free_port()
+    action_port, actions = free_port(), [free_port(), free_port()]
     env = {**os.environ, "ENV_FILE": os.devnull, "PROFILE": "scale",
            "SCALE_DATABASE_URL": database_url, "REDIS_URL": REDIS_URL,
            "REDIS_KEY_PREFIX": prefix, "RASA_TOKEN": "rt-" + secrets.token_urlsafe(16),
            "SECRET_KEY": secrets.token_urlsafe(24), "ADMIN_PASSWORD": secrets.token_urlsafe(15),
            "HUB_PORT": str(hub_port), "SCALE_HUB_PORTS": ",".join(map(str, hubs)),
            "SCALE_RASA_PORTS": ",".join(map(str, rasas)), "ACTION_PORT": str(action_port),
+           "SCALE_ACTION_PORTS": ",".join(map(str, actions)),
            "LOG_DIR": str(work / "log"), "SCALE_DIR": str(work / "run"),
            "SUPPORT_HOURS": "mon-sun 00:00-24:00", "TELEGRAM_BOT_TOKEN": "",
            # tiny, so test_client_address_reaches_the_hubs can use it up (each test talks
@@ -122,7 +124,7 @@ def scale(tmp_path_factory) -> Iterator[ScaleRun]:
     proc = subprocess.Popen([sys.executable, "-m", "bot", "run"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     run = ScaleRun(proc, f"http://127.0.0.1:{hub_port}", database_url, prefix, work / "run",
-                   [hub_port, *hubs, *rasas, action_port])
+                   [hub_port, *hubs, *rasas, action_port, *actions], actions)
     threading.Thread(target=lambda: run.lines.extend(iter(proc.stdout.readline, "")),
                      daemon=True).start()
     try:
@@ -155,16 +157,19 @@ def _say(client: httpx.Client, url: str, sender: str, text_: str) -> httpx.Respo
 
 def test_banner_names_every_process(scale):
     out = scale.output
-    assert "scale (2 Rasa servers, the action server, 2 hubs and the load balancer" in out
-    assert "SQL tracker store + RedisLockStore" in out and "Press Ctrl-C to stop all 6" in out
+    assert "scale (2 Rasa servers, 2 action servers, 2 hubs and the load balancer" in out
+    assert "SQL tracker store + RedisLockStore" in out and "Press Ctrl-C to stop all 7" in out
     assert (scale.run_dir / "haproxy.cfg").is_file()
     lock = (scale.run_dir / "endpoints.yml").read_text()
     assert "lock_store:\n  type: redis" in lock and "db: 5" in lock
 
 
 def test_health_through_the_balancer_and_both_hubs_answer(scale):
-    # the launcher said "ready" only once the balancer itself counted both hubs UP
-    assert haproxy.servers_not_up(haproxy.stats_socket_of(scale.run_dir / "haproxy.cfg")) == []
+    # the launcher said "ready" only once the balancer itself counted both hubs UP, and both
+    # action servers
+    sock = haproxy.stats_socket_of(scale.run_dir / "haproxy.cfg")
+    assert haproxy.servers_not_up(sock) == []
+    assert haproxy.servers_not_up(sock, "actions") == []
     served = set()
     with httpx.Client(timeout=30) as client:
         for _ in range(8):
@@ -293,10 +298,57 @@ def test_rasa_takes_the_conversation_lock_in_redis(scale):
     assert seen, "no Rasa server locked the conversation in Redis (RedisLockStore)"
 
 
+def _action_server_pid(scale: ScaleRun, port: int) -> int:
+    for pid in _descendants(scale.proc.pid):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"rasa_sdk" in argv and str(port).encode() in argv:
+            return pid
+    raise AssertionError(f"no action server on port {port} among the launcher's children")
+
+
+def test_an_action_server_killed_is_skipped_then_back(scale):
+    """Fault: one of the two action servers dies hard. The Rasa servers reach the action
+    servers through the balancer, which sends a call that cannot connect to the other one:
+    customers keep getting real answers (not the apology), and the launcher restarts the
+    dead one, which the balancer then counts UP again."""
+    sock = haproxy.stats_socket_of(scale.run_dir / "haproxy.cfg")
+    os.killpg(_action_server_pid(scale, scale.action_ports[0]), signal.SIGKILL)
+    with _client("127.0.0.6") as client:
+        for i in range(4):  # at once: before the balancer's checks have noticed
+            sender = f"scale-actions-{i}-{uuid.uuid4().hex}"
+            resp = _say(client, scale.url, sender, "¿cuánto dura la garantía?")
+            assert resp.status_code == 200, resp.text
+            answer = "\n".join(m.get("text", "") for m in resp.json()["messages"])
+            assert "3 años" in answer, answer
+    # the launcher restarts it; once it answers, the balancer counts it UP again
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and "actions-1 restarted" not in scale.output:
+        time.sleep(0.5)
+    assert "actions-1 restarted" in scale.output, scale.output[-3000:]
+    health = f"http://127.0.0.1:{scale.action_ports[0]}/health"
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(health, timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    while time.monotonic() < deadline and haproxy.servers_not_up(sock, "actions"):
+        time.sleep(1)
+    assert haproxy.servers_not_up(sock, "actions") == []
+    with _client("127.0.0.7") as client:
+        resp = _say(client, scale.url, f"scale-actions-back-{uuid.uuid4().hex}",
+                    "how long do refunds take?")
+        assert "14 days" in "\n".join(m.get("text", "") for m in resp.json()["messages"])
+
+
 def test_ctrl_c_stops_every_process_without_orphans(scale):
     family = _descendants(scale.proc.pid)
-    # launcher's children: 2 Rasa, 2 hubs, actions, HAProxy
-    assert len([p for p in family if _parent(p) == scale.proc.pid]) == 6, family
+    # launcher's children: 2 Rasa, 2 hubs, 2 action servers, HAProxy
+    assert len([p for p in family if _parent(p) == scale.proc.pid]) == 7, family
     scale.proc.send_signal(signal.SIGINT)
     scale.proc.wait(timeout=120)
     time.sleep(1)

@@ -63,7 +63,8 @@ class ScaleLayout:
     redis_key_prefix: str
     rasa_ports: tuple[int, ...]
     hub_ports: tuple[int, ...]
-    action_port: int
+    action_port: int  # the action servers' one address (the balancer, 127.0.0.1): Rasa calls it
+    action_ports: tuple[int, ...]  # each action server's own port (127.0.0.1)
     balancer_host: str
     balancer_port: int
     run_dir: Path  # generated files: Rasa's endpoints, HAProxy's config
@@ -85,6 +86,15 @@ class ScaleLayout:
     def hubs(self) -> list[tuple[str, int]]:
         """[("hub-1", port), …]"""
         return [(f"hub-{i + 1}", p) for i, p in enumerate(self.hub_ports)]
+
+    @property
+    def actions(self) -> list[tuple[str, int]]:
+        """[("actions-1", port), …]"""
+        return [(f"actions-{i + 1}", p) for i, p in enumerate(self.action_ports)]
+
+    @property
+    def action_names(self) -> list[str]:
+        return [name for name, _ in self.actions]
 
     @property
     def rasa_urls(self) -> list[str]:
@@ -113,15 +123,19 @@ class ScaleLayout:
         hub_ports = _ports(get("SCALE_HUB_PORTS", ""), _count(get, "HUB_REPLICAS"),
                            settings.hub_port + 1, "SCALE_HUB_PORTS", "HUB_REPLICAS")
         action_port = int(get("ACTION_PORT", "5055"))
-        every = [*rasa_ports, *hub_ports, action_port, settings.hub_port]
+        action_ports = _ports(get("SCALE_ACTION_PORTS", ""), _count(get, "ACTION_REPLICAS"),
+                              action_port + 1, "SCALE_ACTION_PORTS", "ACTION_REPLICAS")
+        every = [*rasa_ports, *hub_ports, action_port, *action_ports, settings.hub_port]
         if len(set(every)) != len(every):
             raise LayoutError(f"the scale profile's ports overlap: {every} (RASA_PORT, "
-                              "SCALE_RASA_PORTS, SCALE_HUB_PORTS, ACTION_PORT, HUB_PORT)")
+                              "SCALE_RASA_PORTS, SCALE_HUB_PORTS, ACTION_PORT, "
+                              "SCALE_ACTION_PORTS, HUB_PORT)")
         run_dir = Path(get("SCALE_DIR", str(VAR_DIR / "scale")))
         return cls(
             database_url=database_url, tracker_url=tracker_url,
             redis_url=settings.redis_url or DEFAULT_REDIS_URL,
             redis_key_prefix=settings.redis_key_prefix,
             rasa_ports=tuple(rasa_ports), hub_ports=tuple(hub_ports), action_port=action_port,
+            action_ports=tuple(action_ports),
             balancer_host=settings.hub_host, balancer_port=settings.hub_port,
             run_dir=run_dir if run_dir.is_absolute() else ROOT / run_dir)

@@ -125,7 +125,8 @@ def scale_stack(settings: Settings, log_dir: Path, *, extra_env: dict[str, str] 
     queue_timeout = float(env.get("RASA_QUEUE_TIMEOUT") or settings.rasa_queue_timeout)
     haproxy.write_config(layout.run_dir / "haproxy.cfg", layout.balancer_host,
                          layout.balancer_port, layout.hubs, rasa_timeout=rasa_timeout,
-                         queue_timeout=queue_timeout)
+                         queue_timeout=queue_timeout, actions=layout.actions,
+                         action_port=layout.action_port)
     return ScaleStack(settings, rasa_port=layout.rasa_ports[0], action_port=layout.action_port,
                       log_dir=log_dir, extra_env=dict(extra_env or {}), layout=layout)
 

@@ -1,6 +1,7 @@
 """The scale profile's processes, supervised exactly like the default profile's (same spawn,
-same log files, same restart back-off, same death with the launcher): ``actions``,
-``rasa-1..N``, ``hub-1..M`` and ``balancer`` (HAProxy).
+same log files, same restart back-off, same death with the launcher): ``actions-1..K``,
+``rasa-1..N``, ``hub-1..M`` and ``balancer`` (HAProxy, in front of the hubs and, on the
+loopback, of the action servers).
 
 Only the balancer listens on ``HUB_HOST``; every other process on 127.0.0.1. Each process
 learns where the others are from its environment only (``RASA_URLS``, ``REDIS_URL``,
@@ -45,8 +46,8 @@ class ScaleStack(Stack):
         return self.layout
 
     def describe(self) -> str:
-        return (f"{len(self.lay.rasa_ports)} Rasa servers, the action server, "
-                f"{len(self.lay.hub_ports)} hubs and the load balancer (HAProxy)")
+        return (f"{len(self.lay.rasa_ports)} Rasa servers, {len(self.lay.action_ports)} action "
+                f"servers, {len(self.lay.hub_ports)} hubs and the load balancer (HAProxy)")
 
     def banner_lines(self) -> list[str]:
         lay = self.lay
@@ -56,7 +57,8 @@ class ScaleStack(Stack):
             f"  Profile  : scale ({self.describe()})",
             f"  Balancer : {self.hub_url} (HAProxy, {lay.run_dir / 'haproxy.cfg'}) → {hubs}",
             f"  Rasa     : {rasa} (SQL tracker store + RedisLockStore)",
-            f"  Actions  : 127.0.0.1:{lay.action_port}",
+            f"  Actions  : 127.0.0.1:{lay.action_port} (HAProxy) → "
+            + ", ".join(f"{n} 127.0.0.1:{p}" for n, p in lay.actions),
             f"  Database : {_hide_password(lay.database_url)} (cases and Rasa trackers)",
             f"  Redis    : {_hide_password(lay.redis_url)} (key prefix {lay.redis_key_prefix})",
         ]
@@ -66,7 +68,11 @@ class ScaleStack(Stack):
     def commands(self) -> dict[str, list[str]]:
         base = super().commands()
         lay = self.lay
-        cmds: dict[str, list[str]] = {"actions": base["actions"]}
+        cmds: dict[str, list[str]] = {}
+        for name, port in lay.actions:
+            cmd = list(base["actions"])
+            cmd[cmd.index("-p") + 1] = str(port)
+            cmds[name] = cmd
         rasa = base["rasa"]
         for name, port in lay.rasa:
             cmd = list(rasa)
@@ -86,7 +92,7 @@ class ScaleStack(Stack):
 
     def ports(self) -> dict[str, tuple[str, int]]:
         lay = self.lay
-        ports = {"actions": ("127.0.0.1", lay.action_port)}
+        ports = {n: ("127.0.0.1", p) for n, p in lay.actions}
         ports.update({n: ("127.0.0.1", p) for n, p in lay.rasa})
         ports.update({n: ("127.0.0.1", p) for n, p in lay.hubs})
         ports["balancer"] = (self.settings.hub_host, self.settings.hub_port)
@@ -97,7 +103,15 @@ class ScaleStack(Stack):
             return "SCALE_RASA_PORTS (or RASA_PORT, the first of consecutive ports)"
         if name.startswith("hub-"):
             return "SCALE_HUB_PORTS (or HUB_PORT: the hubs take the ports after it)"
+        if name.startswith("actions-"):
+            return "SCALE_ACTION_PORTS (or ACTION_PORT: the action servers take the ports after it)"
         return {"balancer": "HUB_PORT"}.get(name) or super().port_setting(name)
+
+    def check_ports(self, names: list[str] | None = None) -> None:
+        super().check_ports(names)
+        if names is None or "balancer" in names:  # it also listens for the Rasa servers
+            self.check_port("balancer (action servers)", "127.0.0.1", self.lay.action_port,
+                            "ACTION_PORT")
 
     def env(self, name: str | None = None) -> dict[str, str]:
         lay = self.lay
@@ -125,6 +139,7 @@ class ScaleStack(Stack):
         """None when every hub, every Rasa server and the balancer answer; else who not."""
         lay = self.lay
         probes = [(n, f"http://127.0.0.1:{p}/") for n, p in lay.rasa]
+        probes += [(n, f"http://127.0.0.1:{p}/health") for n, p in lay.actions]
         probes += [(n, f"http://127.0.0.1:{p}/healthz")
                    for n, p in lay.hubs]
         probes.append(("balancer", f"{self.hub_url}/healthz"))
@@ -136,7 +151,8 @@ class ScaleStack(Stack):
             if resp.status_code != 200:
                 return f"{name}: {resp.status_code} {resp.text[:200]}"
         # every hub answers; the balancer must also have seen it pass its own checks
-        waiting = haproxy.servers_not_up(haproxy.stats_socket_of(lay.run_dir / "haproxy.cfg"))
+        sock = haproxy.stats_socket_of(lay.run_dir / "haproxy.cfg")
+        waiting = haproxy.servers_not_up(sock) + haproxy.servers_not_up(sock, "actions")
         if waiting:
             return f"balancer: not yet sending traffic to {', '.join(waiting)}"
         return None
@@ -160,7 +176,7 @@ class ScaleStack(Stack):
         """Outside in (balancer, hubs, Rasa, actions); each tier in parallel, because a Rasa
         server takes seconds to stop and there are several."""
         lay = self.lay
-        for tier in (["balancer"], lay.hub_names, lay.rasa_names, ["actions"]):
+        for tier in (["balancer"], lay.hub_names, lay.rasa_names, lay.action_names):
             self._stop_tier(tier)
 
     def _stop_tier(self, names: list[str], timeout: float = 15.0) -> None:
