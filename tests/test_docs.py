@@ -9,7 +9,8 @@ from bot.core.config import ROOT, Settings
 README = (ROOT / "README.md").read_text()
 ENV_EXAMPLE = (ROOT / ".env.example").read_text()
 EXTRA = ["RASA_PORT", "ACTION_PORT", "ADMIN_USERNAME", "ADMIN_PASSWORD",
-         "RASA_REPLICAS", "HUB_REPLICAS", "ACTION_REPLICAS"]  # the scale profile's (bot/scale/layout.py)
+         # the scale profile's (bot/scale/layout.py)
+         "RASA_REPLICAS", "HUB_REPLICAS", "ACTION_REPLICAS"]
 
 
 @pytest.mark.parametrize("name", [f.name.upper() for f in fields(Settings)] + EXTRA)
