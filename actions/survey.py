@@ -63,8 +63,12 @@ class ActionOfferSurvey(Action):
     def run(self, dispatcher, tracker, domain):
         events = try_offer(tracker)
         if events is None:
+            # no survey now (already offered in this conversation, e.g. a second FAQ answer
+            # confirmed after it): the question asked here ends the turn. Left to the
+            # policies, the stories (where the survey form always follows) had no next step
+            # and the customer got "no sé cómo seguir" after it.
             dispatcher.utter_message(response="utter_anything_else")
-            return []
+            return [FollowupAction("action_listen")]
         return events
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
 from sqlalchemy import select
@@ -139,6 +140,30 @@ def test_declined_and_leaving_mid_survey(stack):
     leaver.say("adiós")  # partial answers kept
     row = _survey_row(stack, leaver.sender)
     assert (row.state, row.ces, row.nps) == ("incomplete", 5, None)
+
+
+def test_a_second_answer_confirmed_after_the_survey_asks_anything_else_only(stack):
+    """The survey runs once per conversation. A second FAQ answer confirmed after it gets
+    "anything else?" and nothing more: no second survey, and no "I don't know how to go on"
+    (which the policies added before, the stories having no step after the offer)."""
+    for locale, turns, anything_else, survey_again in (
+            ("es-ES", ["¿puedo pagar con Bizum?", "sí", "no, gracias",
+                       "¿y cuánto tardáis en devolverme el dinero?", "sí, gracias"],
+             "algo más", "Del 1 (muy difícil) al 7"),
+            ("en-GB", ["how long is the warranty?", "yes", "5", "9", "no comment",
+                       "how long do refunds take?", "yes thanks"],
+             "anything else", "From 1 (very difficult) to 7")):
+        chat = Chat(stack.hub_url, locale=locale)
+        for text_ in turns[:-1]:
+            chat.say(text_)
+        r = chat.say(turns[-1])
+        said = Chat.texts(r)
+        assert anything_else in said, said
+        assert survey_again not in said, said
+        assert not re.search(r"no sé cómo seguir|not sure how to continue", said), said
+        assert len(r) == 2, said  # "glad to hear it" and the question, nothing after them
+        r = chat.say("no")  # nothing else: a goodbye
+        assert re.search(r"hasta pronto|goodbye|bye", Chat.texts(r), re.I), Chat.texts(r)
 
 
 def test_no_survey_without_help_and_external_close_trigger(stack):
