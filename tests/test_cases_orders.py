@@ -141,6 +141,13 @@ def test_database_order_lookup_and_verification(db_url):
     assert not verify_customer(order, "someone@else.com")
     assert not verify_customer(order, "")
     assert not verify_customer(order, "12")
+    # the whole number, as customers also type it (C29 of the 2026-11-27 exploration)
+    assert verify_customer(order, "600111234")
+    assert verify_customer(order, "+34 600 111 234")
+    assert verify_customer(order, "600 11 12 34")
+    assert not verify_customer(order, "600111235")
+    assert not verify_customer(order, "+34 600 111 234 5")  # longer than the number
+    assert not verify_customer(order, "11234")  # 5 digits: neither 4 nor a whole number
 
 
 class FakeShopApi(BaseHTTPRequestHandler):

@@ -131,11 +131,24 @@ def _digits(text: str | None) -> str:
     return re.sub(r"\D", "", text or "")
 
 
+# a whole phone number typed without its country code still has this many digits or more
+# (Spain 9; the shortest national numbers in Europe and the Americas 7)
+NATIONAL_MIN_DIGITS = 7
+
+
 def verify_customer(order: OrderInfo, factor: str) -> bool:
-    """The email on the order, or the last 4 digits of its phone (constant-time compare)."""
+    """The email on the order, or its phone: the last 4 digits, as we ask, or the whole
+    number, with or without the country code, as customers also type it ("600111234",
+    "+34 600 111 234"); a longer proof is never weaker. Constant-time compares."""
     factor = (factor or "").strip()
     if "@" in factor:
         return hmac.compare_digest(factor.lower(), order.email.strip().lower())
     digits = _digits(factor)
     phone = _digits(order.phone)
-    return len(digits) == 4 and len(phone) >= 4 and hmac.compare_digest(digits, phone[-4:])
+    if len(phone) < 4:
+        return False
+    if len(digits) == 4:
+        return hmac.compare_digest(digits, phone[-4:])
+    if NATIONAL_MIN_DIGITS <= len(digits) <= len(phone):
+        return hmac.compare_digest(digits, phone[-len(digits):])
+    return False
