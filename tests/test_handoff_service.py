@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -52,6 +53,32 @@ def test_next_opening_skips_nights_weekends_and_holidays():
 def test_unreadable_schedules_are_refused_clearly(bad):
     with pytest.raises(ScheduleError):
         Schedule.parse(bad)
+
+
+def test_hours_are_told_in_the_customers_words():
+    """Customers read the hours in their language, never the setting's "mon-fri"."""
+    shop = Schedule.parse("mon-fri 09:00-14:00; mon-fri 16:00-19:00; sat 10:00-13:00")
+    assert shop.describe("es") == "lunes a viernes 09:00–14:00 y 16:00–19:00; sábado 10:00–13:00"
+    assert shop.describe("en") == ("Monday to Friday 09:00–14:00 and 16:00–19:00; "
+                                   "Saturday 10:00–13:00")
+    assert Schedule.parse("sat-sun 10:00-12:00").describe("es") == "sábado y domingo 10:00–12:00"
+    assert Schedule.parse("mon-sun 00:00-24:00").describe("en") == "Monday to Sunday 00:00–24:00"
+
+
+@pytest.mark.parametrize("lang", ["es", "en"])
+def test_the_closed_queue_note_names_the_hours_in_the_customers_language(lang):
+    from bot.core.config import Settings
+    from bot.hub.turns import TurnService
+
+    today = datetime.now(ZoneInfo("Europe/Madrid")).weekday()
+    other = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[(today + 2) % 7]
+    hours = f"{other} 10:00-14:00"
+    turns = TurnService(Settings(support_hours=hours), rasa=None, session_factory=None)
+    note = turns._queue_note(None, Conversation(language=lang))
+    assert note["queue"] == {"open": False}
+    named = turns.schedule.describe(lang)
+    assert named in note["text"] and other not in note["text"], note["text"]
+    assert "10:00–14:00" in named
 
 
 def test_round_the_clock_schedule():

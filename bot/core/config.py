@@ -98,7 +98,8 @@ class Settings:
     # the console accepts logins only from these, IP addresses and localhost (DNS rebinding)
     public_origins: str = ""
     # Human team (hand-off): weekly hours, holidays (YYYY-MM-DD, comma-separated), time zone.
-    support_hours: str = "mon-fri 09:00-18:00"
+    # the same hours as the knowledge base's answer about them (contact-hours)
+    support_hours: str = "mon-fri 09:00-20:00; sat 10:00-14:00"
     support_holidays: str = ""
     support_timezone: str = "Europe/Madrid"
     widget_rate_burst: int = 8

@@ -269,7 +269,7 @@ class TurnService:
         now = utcnow()
         if not self.schedule.is_open(now):
             return {"text": texts.text("queue_closed", conv.language,
-                                       hours=self.settings.support_hours,
+                                       hours=self.schedule.describe(conv.language),
                                        back=self._back(conv.language, now)),
                     "queue": {"open": False}}
         position = handoff_svc.queue_position(session, conv) or 1

@@ -13,6 +13,11 @@ from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+DAY_NAMES = {
+    "es": ("lunes", "martes", "miércoles", "jueves", "viernes", "sábado", "domingo"),
+    "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
+}
+_TO = {"es": "a", "en": "to"}
 _PART = re.compile(r"^\s*([a-z]{3})(?:\s*-\s*([a-z]{3}))?"
                    r"\s+(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 
@@ -48,6 +53,32 @@ class Schedule:
                 day = (day + 1) % 7
         days = frozenset(date.fromisoformat(d.strip()) for d in holidays.split(",") if d.strip())
         return cls(windows, days, ZoneInfo(tz))
+
+    def describe(self, lang: str) -> str:
+        """The hours in the customer's words: "lunes a viernes 09:00–18:00, sábado
+        10:00–14:00" (not the setting's "mon-fri", which a customer should never read)."""
+        lang = lang if lang in DAY_NAMES else "en"
+        names = DAY_NAMES[lang]
+
+        def hours(day: int) -> str:
+            return (" y " if lang == "es" else " and ").join(
+                f"{start:%H:%M}–{'24:00' if end == time.max else f'{end:%H:%M}'}"
+                for start, end in sorted(self.windows[day]))
+
+        parts, day = [], 0
+        while day < 7:
+            if not self.windows[day]:
+                day += 1
+                continue
+            last = day
+            while last + 1 < 7 and self.windows[last + 1] == self.windows[day]:
+                last += 1
+            span = names[day] if last == day else (
+                f"{names[day]} {_TO[lang]} {names[last]}" if last > day + 1
+                else f"{names[day]} {'y' if lang == 'es' else 'and'} {names[last]}")
+            parts.append(f"{span} {hours(day)}")
+            day = last + 1
+        return "; ".join(parts) or ("sin horario" if lang == "es" else "no hours set")
 
     def local(self, now: datetime) -> datetime:
         if now.tzinfo is None:  # our DB times are naive UTC
