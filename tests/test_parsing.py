@@ -1,6 +1,6 @@
 """Typed answers to form questions: dates, categories, resolutions, return reasons."""
 
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 
@@ -69,3 +69,96 @@ def test_labels_in_both_languages():
     assert label("status", "waiting_customer", "en") == "waiting for your reply"
     assert [v for v, _ in options("return_type", "en")] == ["return", "exchange"]
     assert label("status", "unknown-value", "es") == "unknown-value"
+
+
+FRIDAY = date(2026, 11, 27)
+
+
+@pytest.mark.parametrize("text, days_ago", [
+    ("desde hace un par de semanas", 14),
+    ("hace un par de días", 2),
+    ("a couple of days ago", 2),
+    ("hace unos días", 3),
+    ("desde hace unos dias", 3),
+    ("a few days ago", 3),
+    ("hace unos pocos días", 3),
+    ("hace algunos días", 3),
+    ("some days ago", 3),
+    ("hace quince días", 15),
+    ("hace 15 dias", 15),
+    ("hace once días", 11),
+    ("hace doce días", 12),
+    ("hace veinte días", 20),
+    ("hace treinta días", 30),
+    ("fifteen days ago", 15),
+    ("twenty days ago", 20),
+    ("thirty days ago", 30),
+    ("hace una semanita", 7),
+    ("hace un mesecito", 30),
+    ("hace unos diitas", 3),
+    ("since last weekend", 6),  # Saturday 21
+    ("desde el finde", 6),
+    ("desde el fin de semana", 6),
+    ("el finde pasado", 6),
+    ("last weekend", 6),
+    ("anoche", 1),
+    ("last night", 1),
+    ("antier", 2),
+    ("el otro día", 3),
+    ("the other day", 3),
+    ("hace poco", 3),
+    ("desde hace poco", 3),
+    ("recently", 3),
+    ("recientemente", 3),
+    ("esta semana", 4),  # Monday 23
+    ("this week", 4),
+    ("este mes", 26),  # the 1st
+    ("this month", 26),
+    ("no enciende desde el lunes", 4),
+    ("hace un ruido raro desde el lunes", 4),  # the noise is not a date, Monday is
+    ("hace un ruido raro desde hace una semana", 7),
+])
+def test_dates_as_customers_say_them(text, days_ago):
+    assert parsing.parse_date(text, FRIDAY) == FRIDAY - timedelta(days=days_ago)
+
+
+def test_this_week_on_a_monday_is_today():
+    monday = date(2026, 11, 23)
+    assert parsing.parse_date("esta semana", monday) == monday
+    assert parsing.parse_date("this week", monday) == monday
+
+
+@pytest.mark.parametrize("text", ["hace ruido", "hace poco ruido", "hace mucho ruido",
+                                  "PED-000123", "hola?", "desde que lo compré",
+                                  "since I bought it", "desde que lo compré, hace poco",
+                                  "hace un ruido horrible"])
+def test_not_dates_on_a_friday(text):
+    assert parsing.parse_date(text, FRIDAY) is None
+
+
+@pytest.mark.parametrize("text", ["desde que lo compré", "since I bought it",
+                                  "since we purchased it", "desde la compra", "desde que llegó"])
+def test_since_buying_is_since_delivery(text):
+    assert parsing.since_delivery(text)
+
+
+@pytest.mark.parametrize("text", ["hace ruido", "hace 2 semanas", "hola?", "desde el lunes"])
+def test_not_since_delivery(text):
+    assert not parsing.since_delivery(text)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("la verdad no fue nada fácil", 2), ("no fue nada fácil", 2), ("nada fácil", 2),
+    ("not easy at all", 2), ("not at all easy", 2), ("no fue fácil para nada", 2),
+    ("no fue fácil", 3), ("not easy", 3), ("it wasn't easy", 3), ("no muy fácil", 3),
+    ("not very easy", 3), ("tampoco fue fácil", 3),
+    ("nada difícil", 6), ("no fue nada difícil", 6), ("not difficult at all", 6),
+    ("not hard at all", 6),
+    ("no fue difícil", 5), ("not difficult", 5), ("not hard", 5), ("wasn't hard", 5),
+    ("no, un 6", 6), ("no, fue muy fácil", 7), ("muy fácil", 7), ("fácil", 6),
+    ("difícil", 2), ("ni fácil ni difícil", 4), ("neither easy nor difficult", 4),
+    ("no del todo fácil", None), ("no sé si fue fácil", None),
+    ("no fue fácil, fue difícil", None),
+])
+def test_negated_effort_words(text, expected):
+    assert parsing.parse_score(text, 1, 7, words=True) == expected

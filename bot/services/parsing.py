@@ -101,7 +101,10 @@ MONTHS = {
 NUMBERS = {"un": 1, "una": 1, "uno": 1, "dos": 2, "tres": 3, "cuatro": 4, "cinco": 5,
            "seis": 6, "siete": 7, "ocho": 8, "nueve": 9, "diez": 10, "a": 1, "an": 1,
            "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
-           "eight": 8, "nine": 9, "ten": 10, "couple": 2, "par": 2}
+           "eight": 8, "nine": 9, "ten": 10, "couple": 2, "par": 2, "once": 11,
+           "doce": 12, "trece": 13, "catorce": 14, "quince": 15, "veinte": 20,
+           "treinta": 30, "eleven": 11, "twelve": 12, "fifteen": 15, "twenty": 20,
+           "thirty": 30}
 UNITS = {"dia": 1, "dias": 1, "day": 1, "days": 1, "semana": 7, "semanas": 7, "week": 7,
          "weeks": 7, "mes": 30, "meses": 30, "month": 30, "months": 30, "ano": 365,
          "anos": 365, "year": 365, "years": 365}
@@ -122,8 +125,9 @@ def _build(year: int, month: int, day: int) -> date | None:
 SINCE_DELIVERY = re.compile(
     r"\b(?:desde (?:que|el dia que|el primer dia|el principio|siempre)|nada mas (?:llegar|"
     r"recibirl)|en cuanto (?:llego|lo recibi|la recibi)|since (?:it|they|the day|day one|"
-    r"delivery|i got|we got|the start|the beginning)|from (?:day one|the start|the "
-    r"beginning|the first day)|(?:right )?out of the box|straight away|always has)")
+    r"delivery|i got|we got|the start|the beginning|(?:i|we) (?:bought|purchased|ordered|"
+    r"received)|(?:the )?purchase|buying)|from (?:day one|the start|the beginning|the first "
+    r"day)|desde la compra|(?:right )?out of the box|straight away|always has)")
 
 
 def since_delivery(text: str) -> bool:
@@ -131,39 +135,69 @@ def since_delivery(text: str) -> bool:
     return bool(SINCE_DELIVERY.search(fold(text)))
 
 
+_UNIT_WORD = r"(?:dias?|days?|semanas?|weeks?|mes|meses|months?|anos?|years?)"
+_DATE_REWRITES = (  # typed variants mapped to the forms below
+    (re.compile(r"\bsemanita(s?)\b"), r"semana\1"),
+    (re.compile(r"\bmesecitos\b"), "meses"),
+    (re.compile(r"\bmesecito\b"), "mes"),
+    (re.compile(r"\bdiita(s?)\b"), r"dia\1"),
+    (re.compile(r"\banito(s?)\b"), r"ano\1"),
+    (re.compile(rf"\b(?:un |a )?(?:par|couple)(?: de| of)? (?={_UNIT_WORD}\b)"), "2 "),
+    (re.compile(r"\b(?:unos pocos|unas pocas|unos cuantos|unas cuantas|algunos|algunas|unos|"
+                rf"unas|varios|varias|a few|few|some|several) (?={_UNIT_WORD}\b)"), "3 "),
+)
+_AGO = (
+    re.compile(r"\b(?:hace|desde hace)\s+(?:unos?\s+|unas\s+)?(\d+|\w+)\s+(\w+)"),
+    re.compile(r"\b(?:for|durante|lleva|llevo|llevamos|desde hace)\s+(?:the\s+)?"
+               r"(?:last\s+|past\s+|unos?\s+|unas\s+)?(\d+|\w+)\s+(\w+)"),
+    re.compile(r"\b(\d+|\w+)\s+(\w+)\s+ago\b"),
+)
+_RECENTLY = re.compile(
+    r"\b(?:el otro dia|the other day|recientemente|recently|lately|ultimamente|not long ago|"
+    r"hace (?:muy )?(?:poco|poquito)(?: tiempo)?(?=$|[^\w ]| (?:que|se|no|y|dejo|empezo|"
+    r"comenzo|me|le|lo|la)\b))")
+
+
+def _ago(t: str, today: date) -> date | None:
+    """"hace 2 semanas", "for three days", "a month ago": the first reading with a number and
+    a unit ("hace un ruido raro desde hace una semana" skips the noise)."""
+    for pattern in _AGO:
+        for m in pattern.finditer(t):
+            n = int(m.group(1)) if m.group(1).isdigit() else NUMBERS.get(m.group(1))
+            unit = UNITS.get(m.group(2))
+            if n and unit:
+                return today - timedelta(days=n * unit)
+    return None
+
+
+def _last(today: date, weekday: int) -> date:
+    """The most recent such weekday before today."""
+    return today - timedelta(days=(today.weekday() - weekday) % 7 or 7)
+
+
 def parse_date(text: str, today: date | None = None) -> date | str | None:
     """A past date from "ayer", "hace 2 semanas", "el 3 de marzo", "3/3/2026", "yesterday",
     "two weeks ago", "March 3"… ; "unknown" when the customer does not know; None when the
-    text is not a date (or is in the future)."""
+    text is not a date (or is in the future). Vague answers ("hace unos días", "el otro día",
+    "recently") give an approximate date, unless the text says "since I bought it" (the
+    caller then takes the delivery date)."""
     today = today or date.today()
     t = fold(text)
     if not t:
         return None
     if any(u in t for u in UNKNOWN):
         return "unknown"
+    for pattern, replacement in _DATE_REWRITES:
+        t = pattern.sub(replacement, t)
     found: date | None = None
     if re.search(r"\b(hoy|today|esta manana|this morning)\b", t):
         found = today
-    elif re.search(r"\b(anteayer|antes de ayer|day before yesterday)\b", t):
+    elif re.search(r"\b(anteayer|antes de ayer|antier|day before yesterday)\b", t):
         found = today - timedelta(days=2)
-    elif re.search(r"\b(ayer|yesterday)\b", t):
+    elif re.search(r"\b(ayer|yesterday|anoche|last night)\b", t):
         found = today - timedelta(days=1)
-    elif m := re.search(r"\b(?:hace|desde hace)\s+(?:unos?\s+|unas\s+)?(\d+|\w+)\s+(\w+)", t):
-        n = int(m.group(1)) if m.group(1).isdigit() else NUMBERS.get(m.group(1))
-        unit = UNITS.get(m.group(2))
-        if n and unit:
-            found = today - timedelta(days=n * unit)
-    elif m := re.search(r"\b(?:for|durante|lleva|llevo|llevamos|desde hace)\s+(?:the\s+)?"
-                        r"(?:last\s+|past\s+|unos?\s+|unas\s+)?(\d+|\w+)\s+(\w+)", t):
-        n = int(m.group(1)) if m.group(1).isdigit() else NUMBERS.get(m.group(1))
-        unit = UNITS.get(m.group(2))
-        if n and unit:
-            found = today - timedelta(days=n * unit)
-    elif m := re.search(r"\b(\d+|\w+)\s+(\w+)\s+ago\b", t):
-        n = int(m.group(1)) if m.group(1).isdigit() else NUMBERS.get(m.group(1))
-        unit = UNITS.get(m.group(2))
-        if n and unit:
-            found = today - timedelta(days=n * unit)
+    elif ago := _ago(t, today):
+        found = ago
     elif re.search(r"\b(?:(?:a )?principios? de(?: este)? mes|primeros de mes|(?:el )?(?:dia )?"
                    r"(?:1|uno|primero) de(?: este)? mes|(?:the )?(?:first|1st|start|beginning)"
                    r" of (?:the|this) month|start of the month|early this month)\b", t):
@@ -178,8 +212,9 @@ def parse_date(text: str, today: date | None = None) -> date | str | None:
                            int(m.group(1)))
     elif m := re.search(r"\b(lunes|martes|miercoles|jueves|viernes|sabado|domingo|monday|"
                         r"tuesday|wednesday|thursday|friday|saturday|sunday)\b", t):
-        back = (today.weekday() - WEEKDAYS[m.group(1)]) % 7 or 7
-        found = today - timedelta(days=back)
+        found = _last(today, WEEKDAYS[m.group(1)])
+    elif re.search(r"\b(?:finde|fin de semana|weekend)\b", t):
+        found = _last(today, WEEKDAYS["sabado"])
     elif m := re.search(r"\b(?:la semana pasada|last week)\b", t):
         found = today - timedelta(days=7)
     elif m := re.search(r"\b(?:el mes pasado|last month)\b", t):
@@ -200,6 +235,13 @@ def parse_date(text: str, today: date | None = None) -> date | str | None:
             month = MONTHS.get(m.group(1))
             if month:
                 found = _build(int(m.group(3) or today.year), month, int(m.group(2)))
+    if found is None and not SINCE_DELIVERY.search(t):  # vague answers, last
+        if re.search(r"\b(?:esta semana|this week)\b", t):
+            found = today - timedelta(days=today.weekday())
+        elif re.search(r"\b(?:este mes|this month)\b", t):
+            found = today.replace(day=1)
+        elif _RECENTLY.search(t):
+            found = today - timedelta(days=3)
     if found is not None and found > today and not re.search(r"\d{4}", t):
         found = _build(found.year - 1, found.month, found.day)  # "3 de diciembre" in January
     if found is None or found > today:
@@ -223,6 +265,50 @@ CES_WORDS = [  # longest first: "muy facil" before "facil"
     ("hard", 2), ("facil", 6), ("easy", 6), ("dificil", 2), ("normal", 4),
 ]
 
+_EASY = ("facil", "facilisimo", "facilito", "easy")
+_DIFFICULT = ("dificil", "dificilisimo", "difficult", "hard")
+_NEGATIONS = ("no", "nada", "not", "ni", "tampoco", "nunca", "never")
+_NEGATED = {  # (easy?, "at all"?) -> score
+    (True, True): 2, (True, False): 3, (False, True): 6, (False, False): 5}
+_BETWEEN = {  # words that may stand between the negation and "easy": "no fue muy fácil"
+    "fue", "es", "era", "ha", "sido", "resulto", "parecio", "me", "nos", "lo", "muy", "tan",
+    "demasiado", "nada", "para", "it", "was", "is", "has", "been", "seemed", "very", "so",
+    "that", "too", "really", "particularly", "at", "all", "the", "process", "el", "proceso",
+}
+
+
+def _negated_effort(t: str) -> int | None | bool:
+    """A negated easy/difficult in the effort answer: "no fue nada fácil" 2, "not easy" 3,
+    "nada difícil" 6, "wasn't hard" 5; None when negated but unclear ("no del todo fácil");
+    False when nothing is negated."""
+    values: set[int | None] = set()
+    plain = False
+    for clause in re.split(r"[,.;:!?()]+| pero | but ", t):
+        tokens = re.findall(r"[a-z']+", clause)
+        for i, word in enumerate(tokens):
+            if word not in _EASY + _DIFFICULT:
+                continue
+            before = tokens[max(0, i - 4):i]
+            negs = [j for j, w in enumerate(before) if w in _NEGATIONS or w.endswith("n't")
+                    or w in ("wasnt", "isnt", "werent", "doesnt", "didnt")]
+            if not negs:
+                plain = True
+                continue
+            between = before[negs[-1] + 1:]
+            if any(w not in _BETWEEN for w in between):
+                values.add(None)  # "no sé si fue fácil", "not entirely easy": ask again
+                continue
+            after = " ".join(tokens[i + 1:i + 3])
+            at_all = ("nada" in before[negs[0]:] or "at all" in " ".join(before)
+                      or after in ("at all", "para nada", "en absoluto")
+                      or after.startswith("en absoluto"))
+            values.add(_NEGATED[(word in _EASY, at_all)])
+    if not values:
+        return False
+    if plain or len(values) > 1:
+        return None  # "no fue fácil, fue difícil" / mixed: ask again with the scale
+    return values.pop()
+
 
 def parse_score(text: str, low: int, high: int, words: bool = False) -> int | None:
     """An integer score in [low, high] from "7", "un 8", "ocho", "8/10", "10!", or, for the
@@ -241,6 +327,11 @@ def parse_score(text: str, low: int, high: int, words: bool = False) -> int | No
     if len(numbers) == 1:
         return numbers[0] if low <= numbers[0] <= high else None
     if not numbers and words:
+        if re.search(r"\bni facil ni dificil\b|\bneither easy nor (?:difficult|hard)\b", t):
+            return 4
+        negated = _negated_effort(t)
+        if negated is not False:
+            return negated if negated is None or low <= negated <= high else None
         for phrase, value in CES_WORDS:
             if re.search(rf"\b{phrase}\b", t):
                 return value
