@@ -29,6 +29,10 @@ TODAY = date(2026, 11, 25)
     ("hoy", TODAY),
     ("no sé", "unknown"),
     ("I don't know", "unknown"),
+    ("ni idea, hace mucho", "unknown"),
+    # "no se" that is not "I don't know": the date wins (TODAY is Wednesday 2026-11-25)
+    ("no se enciende desde el lunes", date(2026, 11, 23)),
+    ("no sé, la semana pasada", date(2026, 11, 18)),
 ])
 def test_dates(text, expected):
     assert parsing.parse_date(text, TODAY) == expected

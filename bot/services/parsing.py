@@ -185,8 +185,9 @@ def parse_date(text: str, today: date | None = None) -> date | str | None:
     t = fold(text)
     if not t:
         return None
-    if any(u in t for u in UNKNOWN):
-        return "unknown"
+    # "no sé" is checked last: "no se enciende desde el lunes" is a date, and "no sé, hace
+    # unos días" an approximate one, better than none
+    unknown = any(re.search(rf"\b{re.escape(u)}\b", t) for u in UNKNOWN)
     for pattern, replacement in _DATE_REWRITES:
         t = pattern.sub(replacement, t)
     found: date | None = None
@@ -245,7 +246,7 @@ def parse_date(text: str, today: date | None = None) -> date | str | None:
     if found is not None and found > today and not re.search(r"\d{4}", t):
         found = _build(found.year - 1, found.month, found.day)  # "3 de diciembre" in January
     if found is None or found > today:
-        return None
+        return "unknown" if unknown else None
     return found
 
 
