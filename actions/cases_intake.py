@@ -1110,11 +1110,18 @@ class ActionShowCaseStatus(Action):
         return "action_show_case_status"
 
     def run(self, dispatcher, tracker, domain):
-        if not tracker.get_slot("case_blocked") and tracker.get_slot("verification") == "ok":
+        blocked = tracker.get_slot("case_blocked")
+        if not blocked and tracker.get_slot("verification") == "ok":
             with db_session() as session:
                 case = cases.get_by_number(session, tracker.get_slot("case_number") or "")
                 if case is not None:
                     _status_message(dispatcher, case, language_of(tracker))
-        return [SlotSet("verification", None), SlotSet("case_number", None),
-                SlotSet("case_blocked", None), SlotSet("invalid_attempts", 0),
-                *verification_handoff(tracker)]
+        reset = [SlotSet("verification", None), SlotSet("case_number", None),
+                 SlotSet("case_blocked", None), SlotSet("invalid_attempts", 0)]
+        if blocked == "not_understood":
+            # the customer was told "I'm passing all of it to a person": keep that promise
+            # (as the intake forms do), with what they said in the hand-off summary
+            record_outcome(tracker, "form_blocked")
+            return [*reset, SlotSet("handoff_reason", "fallback"),
+                    FollowupAction("action_handoff")]
+        return [*reset, *verification_handoff(tracker)]

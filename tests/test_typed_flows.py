@@ -209,6 +209,32 @@ def test_strangers_asking_for_a_status_lock_nobody_out(stack):
     assert number.lower() in texts(r) and "por seguridad" not in texts(r), texts(r)
 
 
+def test_status_check_not_understood_twice_really_hands_off(stack):
+    """The status check said "I'm passing all of it to a person" after two answers that are
+    no case number, and then did not: the conversation stayed with the bot (found by a
+    helper typing as customers). Now the hand-off happens, with a support case and the
+    queue note, in the customer's language."""
+    from bot.db.models import Conversation
+
+    for locale, opening, answers, promise in (
+            ("es-ES", "¿cómo va mi caso?", ["el de la lavadora", "el de la semana pasada"],
+             "se lo paso todo a una persona"),
+            ("en-GB", "what's the status of my return?",
+             ["the one for the washing machine", "the one from last week"],
+             "passing all of it to a person")):
+        chat = Chat(stack.hub_url, locale=locale)
+        chat.say(opening)
+        chat.say(answers[0])
+        r = chat.say(answers[1])
+        said = texts(r)
+        assert promise in said, said
+        assert "sop-" in said, said  # the support case the person works on
+        with session_scope(stack.settings.database_url) as s:
+            conv = s.execute(select(Conversation).where(
+                Conversation.sender == chat.sender)).scalars().all()[-1]
+            assert conv.status == "waiting_agent", (conv.status, said)
+
+
 def test_bad_answers_mid_form_are_answered_politely_and_nothing_is_lost(stack):
     """Empty and emoji-only answers, a language switch, "no sé", a date in the future, a
     survey score out of range: each gets a clear answer and the claim still completes."""
