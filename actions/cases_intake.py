@@ -83,14 +83,16 @@ def reset_flow_events() -> list[EventType]:
     return [SlotSet(s, None) for s in WARRANTY_SLOTS + RETURN_SLOTS + FLOW_SLOTS]
 
 
-def find_order(number: str | None) -> OrderInfo | None:
-    return order_service(get_settings()).find(number) if number else None
+def find_order(number: str | None, lang: str | None = None) -> OrderInfo | None:
+    """The order, its products named in ``lang`` (the chat's language) when given."""
+    order = order_service(get_settings()).find(number) if number else None
+    return order.in_language(lang) if order is not None and lang else order
 
 
-def find_order_quietly(number: str | None) -> OrderInfo | None:
+def find_order_quietly(number: str | None, lang: str | None = None) -> OrderInfo | None:
     """For questions and summaries: a down order service must not crash the turn."""
     try:
-        return find_order(number)
+        return find_order(number, lang)
     except OrderServiceUnavailable:
         return None
 
@@ -227,7 +229,7 @@ class IntakeValidation(FormValidationAction):
         """The form's (already found) order; None, after an apology, if the shop's order
         service is down or the order vanished."""
         try:
-            order = find_order(tracker.get_slot("order_number"))
+            order = find_order(tracker.get_slot("order_number"), language_of(tracker))
         except OrderServiceUnavailable:
             order = None
         if order is None:
@@ -328,7 +330,7 @@ class IntakeValidation(FormValidationAction):
                 return {"order_number": _before_this_message(tracker, "order_number")}
             return self.invalid(dispatcher, tracker, "order_number", "utter_invalid_order_number")
         try:
-            order = find_order(number)
+            order = find_order(number, language_of(tracker))
         except OrderServiceUnavailable:
             dispatcher.utter_message(response="utter_order_service_down")
             return {"order_number": None, "case_blocked": "service"}
@@ -351,7 +353,7 @@ class IntakeValidation(FormValidationAction):
     def validate_verification(self, value: Any, dispatcher: CollectingDispatcher,
                               tracker: Tracker, domain: DomainDict) -> dict[str, Any]:
         try:
-            order = find_order(tracker.get_slot("order_number"))
+            order = find_order(tracker.get_slot("order_number"), language_of(tracker))
         except OrderServiceUnavailable:
             dispatcher.utter_message(response="utter_order_service_down")
             return {"verification": None, "case_blocked": "service"}
@@ -438,7 +440,7 @@ class IntakeValidation(FormValidationAction):
                         number, dispatcher, tracker, {})}
             return None
         if field == "order_line":
-            order = find_order_quietly(tracker.get_slot("order_number"))
+            order = find_order_quietly(tracker.get_slot("order_number"), language_of(tracker))
             if order is None or not is_verified(tracker):
                 return None
             found = choices.resolve(text, product_options(
@@ -574,7 +576,7 @@ class ValidateWarrantyForm(IntakeValidation):
         parsed = parsing.parse_date(text)
         if parsed is None and parsing.since_delivery(text):
             # "desde que llegó", "since the day it arrived": the order's delivery date
-            order = find_order_quietly(tracker.get_slot("order_number"))
+            order = find_order_quietly(tracker.get_slot("order_number"), language_of(tracker))
             parsed = order.delivered_at if order and order.delivered_at else None
         if parsed is None and is_question(tracker, text) and answer_in_form(
                 dispatcher, tracker, text):
@@ -709,7 +711,7 @@ class ActionAskOrderLine(Action):
         return "action_ask_order_line"
 
     def run(self, dispatcher, tracker, domain):
-        order = find_order_quietly(tracker.get_slot("order_number"))
+        order = find_order_quietly(tracker.get_slot("order_number"), language_of(tracker))
         lines = order.lines if order else []
         if narrowed_question(dispatcher, tracker, "order_line",
                              {str(x.line_id): x.product for x in lines}):
@@ -750,7 +752,7 @@ ActionAskReturnType = _choice_question("return_type", "utter_ask_return_type", "
 
 
 def _summary_kwargs(tracker: Tracker, lang: str) -> dict[str, Any]:
-    order = find_order_quietly(tracker.get_slot("order_number"))
+    order = find_order_quietly(tracker.get_slot("order_number"), language_of(tracker))
     line = line_of(order, tracker.get_slot("order_line")) if order else None
     started = tracker.get_slot("problem_started")
     if started and started != "unknown":
@@ -893,7 +895,7 @@ class _SubmitCase(Action, metaclass=ABCMeta):
         return True
 
     def create(self, tracker: Tracker, case_type: str, **fields: Any) -> tuple[Any, bool]:
-        order = find_order(tracker.get_slot("order_number"))
+        order = find_order(tracker.get_slot("order_number"), language_of(tracker))
         line = line_of(order, tracker.get_slot("order_line")) if order else None
         if line is None:
             raise OrderServiceUnavailable("order or line not found at submission")

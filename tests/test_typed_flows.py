@@ -143,6 +143,24 @@ def test_exchange_typed_en(stack):
     assert "grey" in case.description
 
 
+def test_products_are_named_in_the_language_of_the_chat(stack):
+    """A Spanish customer's order discussed in English shows English product names (they
+    followed the customer's record before), and the other way round."""
+    for record, locale, opening, shown, not_shown in (
+            ("es", "en-GB", "I want to return something I bought",
+             ["barista espresso machine", "oak dining table"], "cafetera"),
+            ("en", "es-ES", "quiero devolver algo que compré",
+             ["cafetera espresso barista", "mesa de comedor de roble"], "espresso machine")):
+        order = new_order(stack, ["CAF-EXP", "MES-ROB"], days_ago=5, lang=record)
+        chat = Chat(stack.hub_url, locale=locale)
+        chat.say(opening)
+        chat.say(order["number"])
+        r = chat.say(order["email"])
+        offered = " | ".join(b["title"] for m in r for b in m.get("buttons", [])).lower()
+        assert all(name in offered for name in shown), (offered, texts(r))
+        assert not_shown not in offered, offered
+
+
 def test_ambiguous_answer_asks_which_of_two_and_question_mid_form(stack):
     order = new_order(stack, ["MES-ROB"], days_ago=6)
     chat = Chat(stack.hub_url, locale="es-ES")

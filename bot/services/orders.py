@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hmac
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Protocol
 
@@ -34,6 +34,7 @@ class OrderLineInfo:
     category: str
     extended_warranty: bool = False
     db_id: int | None = None  # order_lines.id when the order lives in our database
+    names: dict[str, str] = field(default_factory=dict)  # the product's name per language
 
 
 @dataclass
@@ -46,6 +47,13 @@ class OrderInfo:
     delivered_at: date | None
     lines: list[OrderLineInfo] = field(default_factory=list)
     customer_id: int | None = None
+
+    def in_language(self, lang: str) -> OrderInfo:
+        """The same order with its products named in ``lang`` where the shop has the name:
+        the language of the chat, not the one on the customer's record (an English chat
+        about a Spanish customer's order showed "Lavadora Aqualux 8 kg")."""
+        return replace(self, lines=[replace(x, product=x.names.get(lang) or x.product)
+                                    for x in self.lines])
 
 
 class OrderService(Protocol):
@@ -69,7 +77,9 @@ class DatabaseOrderService:
                 lines=[OrderLineInfo(line.line_no,
                                      line.product.name_es if c.language == "es"
                                      else line.product.name_en,
-                                     line.product.category, line.extended_warranty, line.id)
+                                     line.product.category, line.extended_warranty, line.id,
+                                     names={"es": line.product.name_es,
+                                            "en": line.product.name_en})
                        for line in order.lines],
             )
 
