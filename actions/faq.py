@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from actions.base import conversation_id, db_session, language_of, record_outcome
 from bot.core.config import get_settings
-from bot.services import learning
+from bot.services import learning, surveys
 from bot.services.kb import feedback
 from bot.services.kb.live import LiveKnowledgeBase
 from bot.services.kb.search import SearchResult
@@ -152,8 +152,24 @@ class ActionAnswerFaq(Action):
             dispatcher.utter_message(response="utter_ask_faq_question")
             return [SlotSet("faq_id", None)]
         in_form = bool((tracker.active_loop or {}).get("name"))
-        return respond(dispatcher, knowledge_base().search(text, lang), lang, in_form,
-                       tracker)
+        result = knowledge_base().search(text, lang)
+        if result.decision != "answer" and _asked_for_a_comment(tracker):
+            # "que respondan más rápido por whatsapp" at "any comment?" reads like a
+            # question to the classifier, but it is the comment: kept, not met with "I have
+            # no reliable answer to that" (a slot set here is not validated by the form, so
+            # it is recorded here, as validate_survey_comment would)
+            comment = " ".join(text.split())[:2000]
+            cid = conversation_id(tracker)
+            if cid:
+                with db_session() as session:
+                    surveys.record(session, cid, "comment", comment)
+            return [SlotSet("survey_comment", comment)]
+        return respond(dispatcher, result, lang, in_form, tracker)
+
+
+def _asked_for_a_comment(tracker: Tracker) -> bool:
+    return ((tracker.active_loop or {}).get("name") == "survey_form"
+            and tracker.get_slot("requested_slot") == "survey_comment")
 
 
 class ActionFaqFeedback(Action):

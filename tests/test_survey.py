@@ -86,6 +86,26 @@ def test_faq_conversation_ends_with_ces_and_nps_es(stack):
     assert after == before + 1
 
 
+def test_a_comment_that_reads_like_a_question_is_kept_as_the_comment(stack):
+    """At "any comment?", a suggestion the classifier takes for a question ("que respondan
+    más rápido por whatsapp") was met with "I have no reliable answer" and lost. It is the
+    comment: kept, and the survey ends with thanks."""
+    for locale, faq, yes, comment, thanks in (
+            ("es-MX", "¿cuánto tarda el reembolso?", "sí", "que respondan mas rapido por whatsapp",
+             "Gracias por tus respuestas"),
+            ("en-GB", "how long do refunds take?", "yes", "could you add whatsapp support?",
+             "Thank you for your answers")):
+        chat = Chat(stack.hub_url, locale=locale)
+        for text_ in (faq, yes, "5", "8"):
+            chat.say(text_)
+        r = chat.say(comment)
+        said = Chat.texts(r)
+        assert thanks in said, said
+        assert "fiable" not in said and "reliable" not in said, said
+        row = _survey_row(stack, chat.sender)
+        assert (row.state, row.ces, row.nps, row.comment) == ("completed", 5, 8, comment)
+
+
 def test_warranty_conversation_ends_with_survey_en_detractor(stack):
     chat = Chat(stack.hub_url, locale="en-GB")
     chat.say("my phone screen stays black, I need a warranty repair")
