@@ -53,3 +53,22 @@ def test_waiting_outside_hours_is_answered_and_kept(tmp_path):
                     Message.conversation_id == conv_id, Message.author == "customer")).scalars()]
                 assert len(customer) == 2  # both reach the agent's transcript
                 assert s.get(Conversation, conv_id).status == "waiting_agent"
+
+
+LEAVING = ["déjalo", "dejalo", "bueno dejalo, me apaño", "Bueno, déjalo. Gracias!",
+           "ya no hace falta", "no importa, gracias", "olvidalo", "ya me apaño",
+           "ya lo he solucionado", "dejá nomás", "ok never mind, thanks", "forget about it",
+           "it's fine, I'll manage", "no worries thanks"]
+STAYING = ["déjalo en la puerta por favor", "no importa el color, quiero que funcione",
+           "hola?", "es urgente", "quiero la garantia YA", "cancela mi pedido PED-000123",
+           "it's fine but the screen is broken", "no"]
+
+
+def test_leaving_the_queue_in_a_few_words_of_ones_own():
+    """Only the bare word "déjalo" took a customer out of the queue: "bueno dejalo, me
+    apaño" got silence (found by a helper typing as customers). A whole short message of
+    leaving counts; the same words inside a message for the agent do not."""
+    from bot.hub.turns import _LEAVE_RE
+
+    assert [t for t in LEAVING if not _LEAVE_RE.search(t)] == []
+    assert [t for t in STAYING if _LEAVE_RE.search(t)] == []

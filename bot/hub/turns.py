@@ -33,9 +33,17 @@ from bot.services.text import clean_text
 log = logging.getLogger(__name__)
 
 # "never mind" while waiting for a person, said plainly (NLU's cancel intent catches the rest)
+# A customer in the queue who no longer wants a person, in a few words: "bueno déjalo, me
+# apaño", "ok never mind, thanks". Anchored to the whole message, so "déjalo" inside a longer
+# message to the agent does not take anyone out of the queue.
 _LEAVE_RE = re.compile(
-    r"^\s*(ya no (hace falta|lo necesito)|d[ée]jalo|da igual|olv[ií]dalo|cancela(r)?( la espera)?|"
-    r"never ?mind|forget it|cancel|no longer needed|i don'?t need it anymore)\W*$",
+    r"^\W*(?:(?:bueno|vale|ok(?:ay)?|pues|mira|no|oh|well|actually|uf+)\W+)*"
+    r"(ya no (hace falta|lo necesito)|d[ée]jalo( estar)?|dej[aá](lo)? nom[aá]s|da igual|"
+    r"no importa|olv[ií]dalo|cancela(r)?( la espera)?|ya (lo )?(he )?solucion(é|e|ado)|"
+    r"(ya )?me (las )?apa[ñn]o|never ?mind|forget (about )?it|cancel|no longer needed|"
+    r"i don'?t need it any ?more|not needed any ?more|i'?ll manage|it'?s fine|no worries)"
+    r"(?:\W+(?:ya )?(?:me (?:las )?apa[ñn]o|ya lo miro yo|gracias|muchas gracias|thanks|"
+    r"thank you|i'?ll manage|i'?ll sort it out))*\W*$",
     re.IGNORECASE)
 
 # Worker threads for turns, apart from the pool every other blocking call shares (/healthz,
