@@ -95,6 +95,18 @@ def test_decision_long_clear_text_overrides_locale():
     assert d.language == "es"
 
 
+@pytest.mark.parametrize("text, expected", [
+    ("cool thanks, bye", "en"), ("no that's all", "en"), ("ok", "en"), ("PED-000123", "en"),
+    ("muchas gracias", "es"), ("vale, gracias", "es"),
+])
+def test_short_replies_keep_the_language_the_customer_has_been_writing(text, expected):
+    """An English conversation on a Spanish browser: "cool thanks, bye" was answered in
+    Spanish (found by a helper typing as customers). Short replies keep the language the
+    text chose earlier; a reply clearly in the locale's language goes back to it."""
+    d = language.decide(text=text, locale="es-ES", previous="en", previous_source="text")
+    assert d.language == expected
+
+
 def test_decision_text_without_locale_and_keep_previous_when_unclear():
     assert language.decide(text="where is my order please", locale=None, previous="es",
                            previous_source="default").language == "en"

@@ -101,7 +101,9 @@ def decide(
 
     An explicit choice is sticky for the conversation. Otherwise the channel locale wins,
     except that a clearly-worded message of four or more words in the other language
-    overrides it (a Spanish speaker on an English phone must not be answered in English).
+    overrides it (a Spanish speaker on an English phone must not be answered in English),
+    and a conversation such a message moved stays in that language through short replies
+    until one is clearly in the locale's language again.
     Without a locale, the text decides; when the text says nothing (an emoji, an order
     number), the conversation keeps its language.
     """
@@ -113,6 +115,11 @@ def decide(
     if loc:
         if strong and det.language != loc:
             return LanguageDecision(det.language, "text")
+        if (previous_source == "text" and previous in SUPPORTED and previous != loc
+                and not (det.language == loc and det.confidence >= 0.5)):
+            # someone writing English on a Spanish phone keeps English through short
+            # replies ("cool thanks, bye", "no that's all") until they write Spanish again
+            return LanguageDecision(previous, "text")
         return LanguageDecision(loc, "locale")
     if det.language is not None and (det.confidence >= 0.5 or previous is None):
         return LanguageDecision(det.language, "text")
