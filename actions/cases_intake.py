@@ -352,6 +352,12 @@ class IntakeValidation(FormValidationAction):
 
     def validate_verification(self, value: Any, dispatcher: CollectingDispatcher,
                               tracker: Tracker, domain: DomainDict) -> dict[str, Any]:
+        corrected = find_order_number(str(value or ""))
+        if corrected and corrected != _before_this_message(tracker, "order_number"):
+            # "sorry, wrong order, it's PED-000123" at the identity question: the order
+            # changes (validate_order_number) and the form asks for its email; this is not a
+            # failed identity check
+            return {"verification": None}
         try:
             order = find_order(tracker.get_slot("order_number"), language_of(tracker))
         except OrderServiceUnavailable:

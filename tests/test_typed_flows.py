@@ -161,6 +161,26 @@ def test_products_are_named_in_the_language_of_the_chat(stack):
         assert not_shown not in offered, offered
 
 
+def test_a_corrected_order_number_at_the_identity_question_is_no_failed_check(stack):
+    """ "sorry, wrong order, it's PED-…" typed where the email was asked counted as a failed
+    identity check ("that doesn't match the order"); it now changes the order and asks for
+    its email again."""
+    for locale, opening, wrong, correction, mismatch, asks_product in (
+            ("en-GB", "I want to return something", "PED-999991",
+             "sorry, wrong order, it's {number}", "doesn't match", "which product"),
+            ("es-ES", "quiero devolver una cosa", "PED-999992",
+             "perdón, me equivoqué de pedido, es el {number}", "no coinciden", "qué producto")):
+        order = new_order(stack, ["CAF-EXP", "MES-ROB"], days_ago=5)
+        chat = Chat(stack.hub_url, locale=locale)
+        chat.say(opening)
+        chat.say(wrong)
+        r = chat.say(correction.format(number=order["number"]))
+        assert mismatch not in texts(r), texts(r)
+        assert "@" in texts(r) or "email" in texts(r) or "correo" in texts(r), texts(r)
+        r = chat.say(order["email"])
+        assert asks_product in texts(r), texts(r)
+
+
 def test_ambiguous_answer_asks_which_of_two_and_question_mid_form(stack):
     order = new_order(stack, ["MES-ROB"], days_ago=6)
     chat = Chat(stack.hub_url, locale="es-ES")
