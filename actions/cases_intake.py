@@ -32,7 +32,7 @@ from bot.services import conversations as convs
 from bot.services import verification_attempts as attempts_svc
 from bot.services.choice_catalog import options_for, product_options
 from bot.services.identifiers import find_case_number, find_order_number
-from bot.services.labels import label, options
+from bot.services.labels import label, next_step, options
 from bot.services.orders import (
     OrderInfo,
     OrderServiceUnavailable,
@@ -1027,7 +1027,7 @@ def _status_message(dispatcher: CollectingDispatcher, case: Any, lang: str) -> N
         type_label=label("case_type", case.type, lang),
         status_label=label("status", case.status, lang),
         last_update=_fmt(last.created_at.date() if last else None, lang),
-        next_step=label("next_step", case.status, lang))
+        next_step=next_step(case.status, case.created_at.date(), date.today(), lang))
 
 
 class ActionCheckCaseStatus(Action):

@@ -166,3 +166,20 @@ def test_not_since_delivery(text):
 ])
 def test_negated_effort_words(text, expected):
     assert parsing.parse_score(text, 1, 7, words=True) == expected
+
+
+def test_an_open_case_past_its_promise_says_so_instead_of_promising_again():
+    """A two-week-old open case still read "the team will review it within 1–2 working
+    days" (found by a helper typing as customers)."""
+    from bot.services.labels import next_step, working_days_between
+
+    friday, monday, wednesday = date(2026, 11, 20), date(2026, 11, 23), date(2026, 11, 25)
+    assert working_days_between(friday, monday) == 1  # the weekend does not count
+    assert working_days_between(friday, wednesday) == 3
+    assert "1–2" in next_step("open", monday, wednesday, "es")  # 2 working days: on time
+    late = next_step("open", friday, wednesday, "en")
+    assert "longer than we told you" in late and "talk to a person" in late
+    assert "hablar con una persona" in next_step("open", friday, wednesday, "es")
+    # other statuses keep their own next step, however old
+    assert next_step("in_progress", friday, wednesday, "es") == \
+        "Estamos trabajando en ello; te avisaremos de cualquier novedad."

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 LABELS: dict[str, dict[str, tuple[str, str]]] = {
     "problem_category": {
         "no_power": ("No enciende", "Doesn't turn on"),
@@ -45,6 +47,11 @@ LABELS: dict[str, dict[str, tuple[str, str]]] = {
     "next_step": {
         "open": ("Lo revisará el equipo en 1–2 días laborables y te escribiremos.",
                  "The team will review it within 1–2 working days and get back to you."),
+        # still "open" after the 1–2 working days promised above
+        "open_overdue": ("Está tardando más de lo que te dijimos; perdona la espera. Si "
+                         "quieres que alguien lo mire ahora, escribe «hablar con una persona».",
+                         "It's taking longer than we told you; sorry for the wait. If you'd "
+                         "like someone to look at it now, type \"talk to a person\"."),
         "in_progress": ("Estamos trabajando en ello; te avisaremos de cualquier novedad.",
                         "We're working on it and will let you know of any news."),
         "waiting_customer": ("Necesitamos un dato tuyo: revisa tu correo o responde aquí.",
@@ -55,6 +62,23 @@ LABELS: dict[str, dict[str, tuple[str, str]]] = {
                    "The case is closed. If you need anything else, just tell me."),
     },
 }
+
+
+def working_days_between(start: date, end: date) -> int:
+    """Monday–Friday days after ``start`` up to and including ``end``."""
+    days, day = 0, start
+    while day < end:
+        day += timedelta(days=1)
+        days += day.weekday() < 5
+    return days
+
+
+def next_step(status: str, opened: date, today: date, lang: str) -> str:
+    """What happens next, as promised when the case was opened; an open case past the
+    promise says so and offers a person, instead of promising "1–2 days" again."""
+    if status == "open" and working_days_between(opened, today) > 2:
+        return label("next_step", "open_overdue", lang)
+    return label("next_step", status, lang)
 
 
 def label(kind: str, value: str | None, lang: str) -> str:
