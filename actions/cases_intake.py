@@ -24,7 +24,7 @@ from actions.base import (
     message_metadata,
     record_outcome,
 )
-from actions.faq import answer_in_form, knowledge_base, respond
+from actions.faq import answer_in_form, knowledge_base, note_unanswered, respond
 from bot.core.config import get_settings
 from bot.db.models import Attachment, Customer
 from bot.services import cases, choices, parsing, uploads
@@ -586,6 +586,14 @@ class ValidateWarrantyForm(IntakeValidation):
             parsed = order.delivered_at if order and order.delivered_at else None
         if parsed is None and is_question(tracker, text) and answer_in_form(
                 dispatcher, tracker, text):
+            return {"problem_started": None}
+        if parsed is None and "?" in text and not re.search(r"\d", text):
+            # a question of their own ("¿y mientras tanto me dejáis otro portátil?") that the
+            # knowledge base cannot answer: said honestly and kept for the admins, then the
+            # date is asked again; it is not a wrong date (two of those hand the claim over)
+            if not answer_in_form(dispatcher, tracker, text):
+                dispatcher.utter_message(response="utter_faq_unknown")
+                note_unanswered(tracker, text, "no_answer")
             return {"problem_started": None}
         if parsed is None:
             return self.invalid(dispatcher, tracker, "problem_started", "utter_invalid_date")

@@ -94,6 +94,23 @@ def test_warranty_typed_es_with_natural_correction(stack):
     assert "centrifugar" in case.description
 
 
+def test_a_question_of_ones_own_at_the_date_step_is_not_a_wrong_date(stack):
+    """ "oye y mientras tanto me dejáis otra lavadora?" where the date was asked got "No he
+    entendido la fecha" and counted towards the hand-off; then "desde hace unos días" was
+    not understood either, and the nearly finished claim went to a person. Now the question
+    is answered honestly, the date is asked again, and vague dates are understood."""
+    order = new_order(stack, ["LAV-8KG"])
+    chat = Chat(stack.hub_url, locale="es-ES")
+    identify(chat, order, "quiero usar la garantía de mi lavadora", "{number}")
+    r = chat.say("hace un ruido raro al centrifugar, como si algo golpeara dentro")
+    assert "desde cuándo" in texts(r), texts(r)
+    r = chat.say("oye y mientras tanto me dejais otra lavadora?")
+    assert "no he entendido la fecha" not in texts(r), texts(r)
+    assert "desde cuándo" in texts(r), texts(r)  # asked again
+    r = chat.say("pues desde hace unos dias")
+    assert "foto" in texts(r) and "sop-" not in texts(r), texts(r)
+
+
 def test_warranty_typed_en_other_problem_keeps_words(stack):
     order = new_order(stack, ["TV-55", "POR-14"], lang="en")
     chat = Chat(stack.hub_url, locale="en-GB")
