@@ -107,6 +107,17 @@ def test_short_replies_keep_the_language_the_customer_has_been_writing(text, exp
     assert d.language == expected
 
 
+@pytest.mark.parametrize("text", ["typed-3be91234@example.com", "PED-000123",
+                                  "https://example.com/be/a/the", "GAR-2026-000001"])
+def test_addresses_and_numbers_say_nothing_about_the_language(text):
+    """An e-mail address with "be" in it switched a Spanish customer to English at the
+    identity question (seen as a flaky CI failure): addresses, links and order or case
+    numbers are no evidence of a language."""
+    assert language.detect(text).language is None
+    d = language.decide(text=text, locale="es-ES", previous="es", previous_source="locale")
+    assert d.language == "es"
+
+
 def test_decision_text_without_locale_and_keep_previous_when_unclear():
     assert language.decide(text="where is my order please", locale=None, previous="es",
                            previous_source="default").language == "en"

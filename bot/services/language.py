@@ -56,8 +56,15 @@ def _fold(word: str) -> str:
 _ES_FOLDED = {_fold(w) for w in _ES_WORDS}
 
 
+# what says nothing about a language: e-mail addresses, links, order and case numbers (an
+# address like "typed-1a2b3c4d@example.com" read as the English word "a", four times)
+_NOT_WORDS = re.compile(r"\S+@\S+|https?://\S+|www\.\S+|\b(?:PED|GAR|DEV|SOP)[\s\-_]*\d[\d\s\-_]*",
+                        re.IGNORECASE)
+
+
 def detect(text: str) -> Detection:
-    words = [w.lower() for w in _WORD.findall(text or "")]
+    text = _NOT_WORDS.sub(" ", text or "")
+    words = [w.lower() for w in _WORD.findall(text)]
     es = en = 0.0
     for w in words:
         if w in _AMBIGUOUS:
